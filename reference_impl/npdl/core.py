@@ -70,12 +70,15 @@ class Layer:
         grads: name -> gradient array, same keys and shapes as ``params``.
             ``backward`` overwrites them in place (no accumulation), so the
             array objects stay the same for the whole life of the layer.
+        buffers: name -> non-trainable state saved with the model
+            (e.g. BatchNorm's running statistics).
         training: True in training mode, False in evaluation mode.
     """
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
         self.training: bool = True
 
     @property
