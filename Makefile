@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv book test grade handout exercises bench lint clean
+.PHONY: venv book test grade handout exercises bench bench-book bench-grading lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,31 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 test: $(STAMP)
-	scripts/ensure-chromium
-	$(BIN)/python -m pytest -n 2
+	scripts/ensure-system-packages
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# solutions/<a>/<nb>.md -> solutions/<a>/<nb>.ipynb -> nbgrader generate_assignment -> exercises/<a>/
+exercises: $(STAMP)
+	$(BIN)/python -m autograder build-exercises
+
+# Grade the demo class (solution, blank and one student per bug in tests/fixtures/bugs.yaml),
+# generated from the sources, with the real nbgrader: _build/grade/{grades.csv,feedback,results}.
+grade: $(STAMP)
+	$(BIN)/python -m autograder demo-class _build/demo-class
+	$(BIN)/python -m autograder grade _build/demo-class --out _build/grade
+
+# Student bundles: _build/handout/<a>/ = the exercise notebook + npdl modules of earlier chapters.
+handout: $(STAMP)
+	$(BIN)/python -m autograder handout --out _build/handout
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mlp_epoch.py
+
+bench-book: $(STAMP)
+	$(BIN)/python benchmarks/bench_book_build.py
+
+bench-grading: $(STAMP)
+	$(BIN)/python benchmarks/bench_grading.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check reference_impl autograder tests benchmarks

@@ -1,0 +1,60 @@
+"""Run untrusted student code in a sandboxed child process; decide on the trusted side.
+
+The trusted process (the grader) never executes student code. `Sandbox` starts a
+fresh Python inside bubblewrap: private mount/pid/net/ipc/uts namespaces, a view of
+only the OS libraries, the standard library, NumPy and SciPy (no npdl, no
+autograder, no repository, no other students' files), a size-limited tmpfs at
+/tmp as working directory, rlimits (CPU, address space, processes, file size) and
+a random unprivileged uid. Student cells are ``exec``-ed there; the grader calls
+into them over pipes and gets back only strictly parsed plain data (numeric .npy
+arrays without pickle, JSON scalars), or an error. See ``bwrap.py`` (what the
+child sees), ``child.py`` (the sandboxed side), ``protocol.py`` (the wire format).
+
+Requirements: ``bwrap`` (Debian/Ubuntu package ``bubblewrap``) and a grader
+running as root (the child drops to an unprivileged uid so RLIMIT_NPROC applies).
+
+    from autograder.sandbox import Sandbox
+    with Sandbox(call_timeout=10) as box:     # ~0.1-0.3 s: fresh child, NumPy imported
+        box.exec(student_source)              # the notebook's code cells, one string
+        ReLU = box.remote("ReLU")             # RemoteClass: use it like the local class
+        relu = ReLU()                         # RemoteObject: attribute access = one RPC
+        y = relu.forward(x)                   # a plain np.ndarray (dtype kept)
+        box.fetch("CONSTANT")                 # a global's value as plain data
+        box.output                            # what it printed (first 64 KiB)
+
+Semantics (so that checks written for local classes run unchanged, as
+``autograder.checks.check_activation/check_layer/check_optimizer`` do):
+
+* arguments are copied into the child; in-place writes the student makes to
+  array arguments are copied back into the caller's arrays after the call;
+* arrays read through attributes (``layer.params["W"]``) are mirrored: an
+  in-place write (``[...] = w``) reaches the child before the next request;
+* results that are not plain data (objects, object arrays) come back as
+  `RemoteObject` handles, never as data: an always-true ``__eq__`` stays remote;
+* calls run under ``np.errstate(over/divide/invalid="raise")`` with
+  RuntimeWarning as an error (``strict_floats``), like the local checks;
+* exceptions raised by student code become `RemoteError`, also deriving from
+  the matching built-in (``except ValueError`` works); SystemExit and
+  KeyboardInterrupt stay in the child;
+* timeouts, a killed child or malformed data raise `SandboxError` subclasses
+  and stop the child; the grader itself never hangs or dies.
+"""
+
+from .protocol import ProtocolError
+from .remote import RemoteClass, RemoteMethod, RemoteObject
+from .runner import (
+    Limits,
+    RemoteError,
+    Sandbox,
+    SandboxCrashed,
+    SandboxError,
+    SandboxProtocolError,
+    SandboxTimeout,
+    SandboxUnavailable,
+)
+
+__all__ = [
+    "Limits", "ProtocolError", "RemoteClass", "RemoteError", "RemoteMethod", "RemoteObject",
+    "Sandbox", "SandboxCrashed", "SandboxError", "SandboxProtocolError", "SandboxTimeout",
+    "SandboxUnavailable",
+]
