@@ -1,0 +1,46 @@
+"""nbgrader configuration of the course (nbgrader 0.9.6), read by every `nbgrader` command run here.
+
+Layout: instructor sources in ``solutions/<assignment>/<notebook>.ipynb`` (built from the jupytext
+markdown ``<notebook>.md`` next to them by ``python -m autograder build-exercises``), student
+releases in ``exercises/``. ``python -m autograder grade`` reads this file too and only moves the
+root and the gradebook into its output folder.
+"""
+
+import os
+
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+
+from autograder.feedback import ShortTracebacks
+
+c = get_config()  # noqa: F821 (injected by traitlets)
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.root = _HERE
+c.CourseDirectory.course_id = "npdl"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+# The jupytext markdown sources hold every solution: never copy them into a release.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.md"]
+# The gradebook is git-ignored build output (_build/), never a file of the repository.
+os.makedirs(os.path.join(_HERE, "_build", "nbgrader"), exist_ok=True)
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(_HERE, "_build", "nbgrader", "gradebook.db")
+
+# Per-cell limit. The slowest legitimate cell is the capstone's training loop: about 10 s with the
+# reference solution on one CI core, a student's slower but correct loop perhaps 5x that. 120 s
+# leaves room for that on a loaded grading machine, while an infinite loop costs at most 2 minutes
+# per cell instead of hanging the whole class's grading run.
+c.Execute.timeout = 120
+# nbgrader's default kernel arguments (no history file), plus a quiet kernel log: its
+# "running over TCP" warning would otherwise interleave with the grading progress bar.
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+
+# Feedback shows test cells but not hidden tests (nbgrader keeps them by default), and error
+# outputs are cut to "Error: message" so a traceback cannot quote the hidden test's source.
+c.GenerateFeedback.preprocessors = [
+    ClearHiddenTests,
+    ShortTracebacks,
+    GetGrades,
+    CSSHTMLHeaderPreprocessor,
+]
