@@ -21,7 +21,8 @@ JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
 def build(out: Path, *extra: str) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [str(JUPYTER_BOOK), "build", ".", "-W", "-n", "--keep-going", "--path-output", str(out), *extra],
+        [str(JUPYTER_BOOK), "build", ".", "-W", "-n", "--keep-going",
+         "--path-output", str(out), *extra],
         cwd=ROOT, check=True, capture_output=True, text=True,
     )
     return time.perf_counter() - start
@@ -29,7 +30,8 @@ def build(out: Path, *extra: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="cached rebuilds to time (min is reported)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="cached rebuilds to time (min is reported)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cold = build(Path(tmp))

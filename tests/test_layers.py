@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from npdl.core import Layer, NotReadyError, ShapeError
 from npdl.gradcheck import numerical_gradient, relative_error
 from npdl.initializers import Constant, Ones, RandomNormal

@@ -58,7 +58,9 @@ def check_same_shape(a: np.ndarray, b: np.ndarray, who: str, a_name: str, b_name
 def require_cache(value, who: str):
     """Return a cached value, or explain that ``forward`` must run first."""
     if value is None:
-        raise NotReadyError(f"{who}: backward() was called before forward(). Call forward(x) first.")
+        raise NotReadyError(
+            f"{who}: backward() was called before forward(). Call forward(x) first."
+        )
     return value
 
 
@@ -94,11 +96,11 @@ class Layer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
-    def train(self) -> "Layer":
+    def train(self) -> Layer:
         self.training = True
         return self
 
-    def eval(self) -> "Layer":
+    def eval(self) -> Layer:
         self.training = False
         return self
 
