@@ -44,3 +44,29 @@ c.GenerateFeedback.preprocessors = [
     GetGrades,
     CSSHTMLHeaderPreprocessor,
 ]
+
+# Trusted grading: student code runs in a bubblewrap sandbox (autograder.sandbox); every test cell
+# is decided in the grader's own process by TrustedExecute, which replaces nbgrader's Execute.
+# Test cells deleted or edited by the student are restored from the gradebook first.
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties,
+    CheckCellMetadata,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from autograder.trusted import TrustedExecute  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [
+    TrustedExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.OverwriteCells.add_missing_cells = True
+c.TrustedExecute.session_timeout = 1800  # whole notebook; Execute.timeout (120 s) is per test cell

@@ -28,7 +28,7 @@ def _grade(args) -> int:
     from .pipeline import NbgraderFailed
 
     try:
-        results = ClassGrader(Path(args.out), jobs=args.jobs).run(
+        results = ClassGrader(Path(args.out)).run(
             Path(args.submissions), progress=not args.quiet
         )
     except (InstructorError, NbgraderFailed) as exc:
@@ -92,9 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         "--out", required=True, help="output folder (becomes a fresh nbgrader course root)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--jobs", type=int, default=2, help="assignments graded in parallel (default: 2)"
-    )
     p.set_defaults(run=_grade)
 
     p = sub.add_parser(

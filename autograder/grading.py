@@ -19,7 +19,6 @@ import sys
 import tempfile
 import warnings
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -122,9 +121,8 @@ def _readable(path: Path) -> str | None:
 class ClassGrader:
     """Grades one class of submissions into ``out``."""
 
-    def __init__(self, out: Path, solutions: Path = SOLUTIONS, jobs: int = 2):
+    def __init__(self, out: Path, solutions: Path = SOLUTIONS, ):
         self.out = Path(out).resolve()
-        self.jobs = max(1, jobs)
         self.solutions = solutions
         self.expected = {
             a: [md.stem for md in sources(a, solutions)] for a in assignments(solutions)
@@ -183,11 +181,10 @@ class ClassGrader:
         return problems
 
     def _grade(self, course: Course, roster, progress: bool) -> None:
-        """Autograde and write feedback, one thread per assignment (``self.jobs`` at a time).
+        """Autograde and write feedback, one assignment after another.
 
-        A thread spends most of its time waiting for its kernel, so while one assignment's
-        notebook executes, another's feedback HTML renders: on 2 cores this hides most of
-        nbgrader's own cost (gradebook, sanitising, HTML) behind the kernels.
+        Sequential on purpose: nbgrader's gradebook sessions, its chdirs and Python's warning
+        filters are process-wide, and grading threads racing on them lost submissions.
         """
         by_assignment: dict[str, list[tuple[str, int]]] = {}
         for student, work in sorted(roster.items()):
@@ -219,14 +216,14 @@ class ClassGrader:
 
         cwd = os.getcwd()
         # nbgrader converters chdir into the course root and back; starting from the root
-        # makes those process-wide chdirs harmless when threads interleave them.
+        # keeps the working directory right whatever nbgrader leaves behind.
         os.chdir(self.out)
         try:
-            with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            with warnings.catch_warnings():
                 # nbgrader's gradebook triggers harmless SQLAlchemy autoflush warnings
                 warnings.simplefilter("ignore", SAWarning)
-                for future in [pool.submit(grade_assignment, a) for a in sorted(by_assignment)]:
-                    future.result()
+                for a in sorted(by_assignment):
+                    grade_assignment(a)
         finally:
             os.chdir(cwd)
             bar.close()

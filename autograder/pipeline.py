@@ -8,8 +8,6 @@ gradebook move.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import copy
 import functools
 import io
@@ -18,11 +16,9 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import nbgrader.api
-import nbgrader.utils
 from nbgrader.api import Gradebook
 from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
@@ -56,35 +52,6 @@ def _alembic_head() -> str:
 nbgrader.api.get_alembic_version = functools.cache(_alembic_head)
 
 
-_env_lock = threading.Lock()
-_env_users: collections.Counter = collections.Counter()
-
-
-@contextlib.contextmanager
-def _shared_setenv(**env: str):
-    """nbgrader.utils.setenv, safe for threads grading at the same time.
-
-    Autograde sets NBGRADER_EXECUTION around each execution and deletes it afterwards; with two
-    threads the second delete raised KeyError. Here the variable stays set while any thread
-    needs it (the value is the same constant for every thread).
-    """
-    with _env_lock:
-        for key, value in env.items():
-            _env_users[key] += 1
-            os.environ[key] = value
-    try:
-        yield
-    finally:
-        with _env_lock:
-            for key in env:
-                _env_users[key] -= 1
-                if _env_users[key] == 0:
-                    os.environ.pop(key, None)
-
-
-nbgrader.utils.setenv = _shared_setenv
-
-
 class NbgraderFailed(RuntimeError):
     """nbgrader itself failed (an instructor-side problem, not a student's)."""
 
@@ -112,8 +79,6 @@ def _run(converter_cls, cfg, *, assignment_id: str, student_id: str = "*", **fla
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     handler.setLevel(logging.ERROR)
-    thread = threading.get_ident()
-    handler.addFilter(lambda record: record.thread == thread)  # the log is shared by all threads
     app.log.addHandler(handler)
     try:
         app.start()
