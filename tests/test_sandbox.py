@@ -234,7 +234,9 @@ def test_startup_and_call_overhead_are_small(box):
 def _reference_as_student_code(*modules):
     """The reference implementation as one student source text (its npdl imports removed)."""
     parts = [(REPO / "reference_impl" / "npdl" / f"{name}.py").read_text() for name in modules]
-    return re.sub(r"^from (npdl\.\w+|__future__) import .*$", "", "\n".join(parts), flags=re.M)
+    body = re.sub(r"^from (npdl\.\w+|__future__) import .*$", "", "\n".join(parts), flags=re.M)
+    # One __future__ import for the whole text: the modules' annotations stay unevaluated.
+    return "from __future__ import annotations\n" + body
 
 
 def test_the_course_checks_run_unchanged_against_sandboxed_classes():
