@@ -73,7 +73,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(
-        self, monitor="val_loss", patience=5, min_delta=0.0, restore_best=True, mode="auto"
+        self, patience=5, restore_best=True, *, monitor="val_loss", min_delta=0.0, mode="auto"
     ):
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
