@@ -1,13 +1,14 @@
 """npdl: a small NumPy deep-learning framework, one module per course chapter.
 
+    core          the Layer base class and shared input checks
     gradcheck     ch. 1  backpropagation and finite-difference checks
     activations   ch. 2
     initializers  ch. 3
     layers        ch. 4
     losses        ch. 5
-    models        ch. 6  Sequential and the training loop
+    models        ch. 6  Sequential and the training loop (with callbacks, metrics,
+                         and data: mini-batches and the offline datasets)
     optimizers    ch. 7  (with schedules)
-    data          ch. 8  offline datasets and batching
 """
 
 __version__ = "0.1.0"
