@@ -23,12 +23,35 @@ def _build_exercises(args) -> int:
     return 0
 
 
+_GRADE_DOC = """Autograde a class of submissions with the real nbgrader (trusted grading).
+
+One broken submission costs only that student's notebook: an unreadable file (invalid JSON,
+empty, nbformat 3), a notebook saved under another name (graded as not submitted; the message
+names the file found), or code that kills its sandbox, loops, exhausts memory or floods output
+scores 0 on the affected tests, with the reason in results/<student>.json and the feedback.
+
+OUT is rebuilt atomically: the run grades into OUT.tmp-<pid> next to OUT and renames it to OUT
+only when complete, so an interrupted run (kill -9, power loss) leaves the previous OUT or none,
+never a half-written one. Re-run the same command to finish: stale OUT.tmp-* folders are deleted
+and the grades are the same as an uninterrupted run's. .OUT.lock next to OUT (a flock the kernel
+releases when a run dies) refuses a second concurrent run on the same OUT."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of seconds >= 1. Received: {text}"
+        )
+    return value
+
+
 def _grade(args) -> int:
     from .grading import ClassGrader, InstructorError
     from .pipeline import NbgraderFailed
 
     try:
-        results = ClassGrader(Path(args.out)).run(
+        results = ClassGrader(Path(args.out), cell_timeout=args.cell_timeout).run(
             Path(args.submissions), progress=not args.quiet
         )
     except (InstructorError, NbgraderFailed) as exc:
@@ -81,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_build_exercises)
 
     p = sub.add_parser(
-        "grade", help="autograde a class with nbgrader: grades.csv, feedback/, results/"
+        "grade",
+        help="autograde a class with nbgrader: grades.csv, feedback/, results/",
+        description=_GRADE_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "submissions",
@@ -89,9 +115,19 @@ def main(argv: list[str] | None = None) -> int:
         "<student_id>/<assignment_id>/<notebook>.ipynb",
     )
     p.add_argument(
-        "--out", required=True, help="output folder (becomes a fresh nbgrader course root)"
+        "--out",
+        required=True,
+        help="output folder (becomes a fresh nbgrader course root, replaced as a whole)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--cell-timeout",
+        type=_positive_int,
+        default=None,
+        metavar="SECONDS",
+        help="per-cell time limit of student code and of each test "
+        "(default: Execute.timeout of nbgrader_config.py, 120)",
+    )
     p.set_defaults(run=_grade)
 
     p = sub.add_parser(

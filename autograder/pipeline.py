@@ -25,6 +25,7 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
 from .notebooks import EXERCISES, REPO, SOLUTIONS, assignments, build_sources
+from .trusted.preprocessor import restore_from_source
 
 # nbgrader's Gradebook runs the `alembic` executable from PATH: make the venv's bin/ visible
 # even when the venv is not activated (e.g. `.venv/bin/python -m autograder`).
@@ -56,20 +57,25 @@ class NbgraderFailed(RuntimeError):
     """nbgrader itself failed (an instructor-side problem, not a student's)."""
 
 
-def course_config(root: Path):
-    """The repository's nbgrader config, moved to ``root`` with a gradebook inside it."""
+def course_config(root: Path, cell_timeout: int | None = None):
+    """The repository's nbgrader config, moved to ``root`` with a gradebook inside it.
+
+    ``cell_timeout`` (s) overrides ``Execute.timeout``, the per-cell limit TrustedExecute uses.
+    """
     cfg = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
     cfg.CourseDirectory.root = str(root)
     cfg.CourseDirectory.source_directory = "source"
     cfg.CourseDirectory.release_directory = "release"
-    # Assignments are graded in parallel threads: wait for a locked gradebook instead of failing.
+    # Wait for a gradebook another process holds (e.g. nbgrader formgrader) instead of failing.
     cfg.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}?timeout=60"
     cfg.Application.log_level = logging.WARNING
+    if cell_timeout is not None:
+        cfg.Execute.timeout = int(cell_timeout)  # an Int trait in nbgrader
     return cfg
 
 
 def _run(converter_cls, cfg, *, assignment_id: str, student_id: str = "*", **flags) -> None:
-    cfg = copy.deepcopy(cfg)  # converters update their config; threads must not share one
+    cfg = copy.deepcopy(cfg)  # converters update their config; each run gets its own copy
     coursedir = CourseDirectory(config=cfg)
     coursedir.assignment_id = assignment_id
     coursedir.student_id = student_id
@@ -82,7 +88,7 @@ def _run(converter_cls, cfg, *, assignment_id: str, student_id: str = "*", **fla
     app.log.addHandler(handler)
     try:
         app.start()
-    except Exception as exc:  # nbgrader raises NbGraderException after logging the cause
+    except (Exception, SystemExit) as exc:  # NbGraderException after logging, or app.exit()
         raise NbgraderFailed(
             f"nbgrader {converter_cls.__name__} failed for assignment {assignment_id!r}, "
             f"student {student_id!r}: {exc}\n{log.getvalue()}"
@@ -91,16 +97,58 @@ def _run(converter_cls, cfg, *, assignment_id: str, student_id: str = "*", **fla
         app.log.removeHandler(handler)
 
 
+def repair_submission(nb, release):
+    """The submission with its nbgrader structure made gradable; student code is untouched.
+
+    nbgrader 0.9.6 crashes on duplicated cells (DeduplicateIds leaves ``nbgrader: {}``, which
+    add_missing_task_cells indexes) and only restores deleted *graded* cells. So: metadata with
+    no or an unknown grade_id is dropped (a free cell); of a duplicated solution cell only the
+    last copy stays graded (the others run as free cells, as in Jupyter the last one wins); a
+    duplicated test or locked cell keeps its first copy; deleted graded/locked/solution cells
+    come back from the release (a solution cell as the release's stub).
+    """
+    kinds = {
+        c.metadata.nbgrader.grade_id: "solution" if c.metadata.nbgrader.get("solution") else "other"
+        for c in release.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    }
+    nb = copy.deepcopy(nb)
+    last = {}
+    for i, cell in enumerate(nb.cells):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id not in kinds:
+            cell.get("metadata", {}).pop("nbgrader", None)
+        else:
+            last[grade_id] = i
+    cells, seen = [], set()
+    for i, cell in enumerate(nb.cells):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id is not None and kinds[grade_id] == "solution" and i != last[grade_id]:
+            cell.metadata.pop("nbgrader")
+        elif grade_id is not None and grade_id in seen:
+            continue
+        seen.add(grade_id)
+        cells.append(cell)
+    nb.cells = cells
+    return restore_from_source(nb, release)
+
+
 class Course:
     """A throwaway nbgrader course under ``root``: source/, release/, submitted/, gradebook.db."""
 
-    def __init__(self, root: Path, only: list[str] | None = None, solutions: Path = SOLUTIONS):
+    def __init__(
+        self,
+        root: Path,
+        only: list[str] | None = None,
+        solutions: Path = SOLUTIONS,
+        cell_timeout: int | None = None,
+    ):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.cfg = course_config(self.root)
+        self.cfg = course_config(self.root, cell_timeout)
         self.assignments = only or assignments(solutions)
         build_sources(solutions, out=self.root / "source", only=self.assignments)
-        # Create the gradebook now, once: threads creating it at the same time would collide.
+        # Create the gradebook now, once, before any converter opens it.
         with Gradebook(self.cfg.CourseDirectory.db_url, self.cfg.CourseDirectory.course_id):
             pass
 
