@@ -235,15 +235,7 @@ def test_real_nbgrader_autograde_with_trusted_execute(tmp_path):
     """The pipeline's wiring: TrustedExecute in place of Execute, scores in the gradebook."""
     import warnings
 
-    from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.api import Gradebook
-    from nbgrader.preprocessors import (
-        AssignLatePenalties,
-        CheckCellMetadata,
-        IgnorePattern,
-        LimitOutput,
-        SaveAutoGrades,
-    )
     from sqlalchemy.exc import SAWarning
 
     from autograder.pipeline import Course
@@ -252,16 +244,10 @@ def test_real_nbgrader_autograde_with_trusted_execute(tmp_path):
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, as in autograder.grading
         warnings.simplefilter("ignore", DeprecationWarning)
         course = Course(tmp_path, only=["02_activations"])
-        course.cfg.Autograde.autograde_preprocessors = [
-            TrustedExecute,
-            IgnorePattern,
-            ClearMetadataPreprocessor,
-            LimitOutput,
-            SaveAutoGrades,
-            AssignLatePenalties,
-            CheckCellMetadata,
-        ]
-        course.cfg.OverwriteCells.add_missing_cells = True
+        # The repository's nbgrader_config.py, as every grading run loads it.
+        assert course.cfg.Autograde.autograde_preprocessors[0] is TrustedExecute
+        assert "Execute" not in [p.__name__ for p in course.cfg.Autograde.autograde_preprocessors]
+        assert course.cfg.OverwriteCells.add_missing_cells is True
         release = course.generate_assignment("02_activations")
         bug = load_bugs()["02_activations"][0]
         nb = fill_release(
