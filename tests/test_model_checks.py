@@ -404,3 +404,19 @@ def test_solution_batches_equal_npdl_for_any_size(models, n, batch_size, shuffle
         for part_a, part_b in zip(a, b, strict=True) if with_y else [(a, b)]:
             np.testing.assert_array_equal(part_a, part_b)
             assert part_a.dtype == part_b.dtype
+
+
+def test_early_stopping_check_never_hands_out_npdl_sequential():
+    """The model given to the student's callback must not be this chapter's answer (npdl's
+    Sequential): under trusted grading it would be shipped into the student's sandbox."""
+    from npdl.callbacks import EarlyStopping
+
+    seen = set()
+
+    class Recording(EarlyStopping):
+        def on_epoch_end(self, epoch, logs, model):
+            seen.update(cls.__module__ for cls in type(model).__mro__)
+            return super().on_epoch_end(epoch, logs, model)
+
+    check_early_stopping(Recording)
+    assert seen and not any(module.startswith("npdl.models") for module in seen), seen
