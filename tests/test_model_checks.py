@@ -420,3 +420,16 @@ def test_early_stopping_check_never_hands_out_npdl_sequential():
 
     check_early_stopping(Recording)
     assert seen and not any(module.startswith("npdl.models") for module in seen), seen
+
+
+def test_fit_epoch_check_never_hands_out_an_npdl_optimizer(models):
+    """npdl.optimizers is chapter 7's answer: the chapter-6 check keeps it from student code."""
+    seen = set()
+
+    class Recording(models["Sequential"]):
+        def fit_epoch(self, x, y, *, optimizer, **kwargs):
+            seen.update(cls.__module__ for cls in type(optimizer).__mro__)
+            return super().fit_epoch(x, y, optimizer=optimizer, **kwargs)
+
+    check_fit_epoch(Recording, namespace=models)
+    assert seen and not any(module.startswith("npdl") for module in seen), seen
