@@ -23,6 +23,7 @@ from autograder.model_checks import (
     _stack,
     _unchanged,
 )
+from autograder.stand_ins import WeightsOnly
 
 # ------------------------------------------------------------------ batches
 
@@ -224,24 +225,6 @@ _SCENARIOS = [
 ]
 
 
-class _WeightsOnly:
-    """All of a model that EarlyStopping may touch: ``layers`` and ``state_dict()``.
-
-    Handing the student's callback npdl's own ``Sequential`` would ship this chapter's answer
-    into the grading sandbox, where student code could capture it.
-    """
-
-    def __init__(self, layers):
-        self.layers = layers
-
-    def state_dict(self):
-        return {
-            f"{i}.{name}": array
-            for i, layer in enumerate(self.layers)
-            for name, array in {**layer.params, **layer.buffers}.items()
-        }
-
-
 def check_early_stopping(student_cls) -> None:
     """Stop decisions epoch by epoch and the weights restored at the end, against npdl's."""
     from npdl.callbacks import EarlyStopping
@@ -252,7 +235,7 @@ def check_early_stopping(student_cls) -> None:
         student, ref = construct(student_cls, "EarlyStopping", **kwargs), EarlyStopping(**kwargs)
         for run in (1, 2):  # the second run checks that on_train_begin resets the state
             ref_model = _npdl()[3].Sequential(_stack("batchnorm"))
-            model = _WeightsOnly(_stack("batchnorm"))
+            model = WeightsOnly(_stack("batchnorm"))
             layers = model.layers
             arrays = [a for layer in layers for a in {**layer.params, **layer.buffers}.values()]
             run_student(f"{name}.on_train_begin", student.on_train_begin, model)

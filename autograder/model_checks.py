@@ -19,6 +19,7 @@ import numpy as np
 
 from autograder.checks import CheckFailed, compare_arrays, passed
 from autograder.diagnose import construct, run_student, trusted_array, trusted_scalar
+from autograder.stand_ins import MomentumSGD
 
 
 def _npdl():
@@ -302,27 +303,6 @@ def _reference_epoch(
     return np.concatenate([p.ravel() for p in model.params()]), mean
 
 
-class _MomentumSGD:
-    """npdl's ``SGD(lr, momentum)`` update (torch's: the first step sets ``buf = g``).
-
-    The optimizer handed to the student's ``fit_epoch`` is shipped into the grading sandbox;
-    npdl.optimizers is chapter 7's answer, so it must not be what travels there.
-    """
-
-    def __init__(self, lr, momentum):
-        self.lr, self.momentum, self.buffers = lr, momentum, None
-
-    def step(self, params, grads):
-        if self.buffers is None:
-            self.buffers = [g.copy() for g in grads]
-        else:
-            for buf, g in zip(self.buffers, grads, strict=True):
-                buf *= self.momentum
-                buf += g
-        for p, buf in zip(params, self.buffers, strict=True):
-            p -= self.lr * buf
-
-
 def check_fit_epoch(student_cls, *, namespace=None, seed=0) -> None:
     """One epoch of fit: train mode, shuffled batches, forward, loss, backward, optimizer step.
 
@@ -360,7 +340,7 @@ def check_fit_epoch(student_cls, *, namespace=None, seed=0) -> None:
                 x,
                 y,
                 loss=loss_cls(),
-                optimizer=_MomentumSGD(lr=0.1, momentum=0.9),
+                optimizer=MomentumSGD(lr=0.1, momentum=0.9),
                 batch_size=batch_size,
                 shuffle=True,
                 rng=seed,
