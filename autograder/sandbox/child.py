@@ -67,12 +67,7 @@ class Server:
         pending = [memoryview(b).cast("B") for b in buffers if len(b)]
         while pending:  # one writev: one wake-up of the runner for small replies
             written = os.writev(self.fd_out, pending[:64])
-            while written:
-                step = min(written, len(pending[0]))
-                written -= step
-                pending[0] = pending[0][step:]
-                if not len(pending[0]):
-                    pending.pop(0)
+            self.protocol.drop_written(pending, written)
 
     # ---------------------------------------------------------- values
     def encode(self, value, arrays):

@@ -57,6 +57,16 @@ def pack_message(header: dict, arrays: list) -> list:
     return buffers
 
 
+def drop_written(pending: list, written: int) -> None:
+    """Remove the first ``written`` bytes from ``pending`` (memoryviews given to os.writev)."""
+    while written:
+        step = min(written, len(pending[0]))
+        written -= step
+        pending[0] = pending[0][step:]
+        if not len(pending[0]):
+            pending.pop(0)
+
+
 def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     """True when two arrays hold bit-identical data (NaN == NaN, -0.0 != 0.0)."""
     return (a.shape == b.shape and a.dtype == b.dtype and

@@ -316,12 +316,7 @@ class Sandbox:
                 continue
             except OSError:  # BrokenPipeError and friends: the child is gone
                 raise self._dead() from None
-            while written:
-                step = min(written, len(pending[0]))
-                written -= step
-                pending[0] = pending[0][step:]
-                if not len(pending[0]):
-                    pending.pop(0)
+            protocol.drop_written(pending, written)
 
     def _recv_exact(self, n: int, deadline: float) -> bytearray:
         buffer = bytearray(n)
