@@ -1,4 +1,4 @@
-"""autograder.capstone: the held-out set, the notebook's loader and the scoring of the capstone."""
+"""autograder.checks.capstone: the held-out set, the notebook's loader and the scoring."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import capstone
-from autograder.checks import CheckFailed
+from autograder.checks import CheckFailed, capstone
 from autograder.notebooks import build_notebook
 
 SOURCE = Path(__file__).resolve().parent.parent / "solutions" / "08_capstone" / "capstone.md"

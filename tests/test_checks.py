@@ -15,20 +15,14 @@ import npdl.layers as L
 import npdl.losses as Lo
 import npdl.optimizers as O
 import npdl.schedules as S
-from autograder.checks import (
-    CheckFailed,
-    check_activation,
-    check_function,
-    check_gradient,
-    check_initializer,
-    check_layer,
-    check_loss,
-    check_optimizer,
-    check_schedule,
-    compare_arrays,
-    diagnose,
-    passed,
-)
+from autograder.checks.activations import check_activation
+from autograder.checks.compare import CheckFailed, check_gradient, compare_arrays, passed
+from autograder.checks.diagnose import diagnose
+from autograder.checks.initializers import check_function, check_initializer
+from autograder.checks.layers import check_layer
+from autograder.checks.losses import check_loss
+from autograder.checks.optimizers import check_optimizer
+from autograder.checks.schedules import check_schedule
 
 # ----------------------------------------------------------------- student activations
 

@@ -1,4 +1,4 @@
-"""model_checks and loop_checks: the solutions pass, realistic bugs fail with the right text.
+"""Checks of chapters 6 and 7: the solutions pass, realistic bugs fail with the right text.
 
 The "students" are the solution cells of solutions/06_models/models.md and
 solutions/07_optimizers/optimizers.md, run as a student would (markers stripped), with one
@@ -15,19 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autograder.checks import CheckFailed
-from autograder.demo import student_code
-from autograder.loop_checks import (
-    check_batches,
-    check_clip_grad_norm,
-    check_early_stopping,
-    check_evaluate,
-)
-from autograder.model_checks import (
-    check_fit_epoch,
+from autograder.checks.callbacks import check_early_stopping
+from autograder.checks.data import check_batches
+from autograder.checks.models import (
     check_sequential_backward,
     check_sequential_forward,
     check_sequential_params,
 )
+from autograder.checks.optimizers import check_clip_grad_norm
+from autograder.checks.training import check_evaluate, check_fit_epoch
+from autograder.demo import student_code
 from autograder.notebooks import build_notebook
 
 REPO = Path(__file__).resolve().parent.parent

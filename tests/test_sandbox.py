@@ -243,8 +243,10 @@ def test_the_course_checks_run_unchanged_against_sandboxed_classes():
     import npdl.activations
     import npdl.layers
     import npdl.optimizers
-    from autograder import checks
-    from autograder.diagnose import CheckFailed
+    from autograder.checks import CheckFailed
+    from autograder.checks.activations import check_activation
+    from autograder.checks.layers import check_layer
+    from autograder.checks.optimizers import check_optimizer
 
     source = _reference_as_student_code("core", "initializers", "activations", "layers",
                                         "optimizers")
@@ -253,14 +255,14 @@ def test_the_course_checks_run_unchanged_against_sandboxed_classes():
         sandbox.exec("_forward = GELU.forward\n"
                      "class WrongGELU(GELU):\n    def forward(self, x):\n"
                      "        return _forward(self, x) * 1.001\n")
-        checks.check_activation(sandbox.remote("GELU"), npdl.activations.GELU)
-        checks.check_activation(sandbox.remote("Softmax"), npdl.activations.Softmax)
-        checks.check_layer(sandbox.remote("Dense"), npdl.layers.Dense, args=(4, 3),
+        check_activation(sandbox.remote("GELU"), npdl.activations.GELU)
+        check_activation(sandbox.remote("Softmax"), npdl.activations.Softmax)
+        check_layer(sandbox.remote("Dense"), npdl.layers.Dense, args=(4, 3),
                            parts=("init", "forward", "backward"))
-        checks.check_layer(sandbox.remote("BatchNorm"), npdl.layers.BatchNorm, args=(4,))
-        checks.check_optimizer(sandbox.remote("Adam"), npdl.optimizers.Adam, steps=5)
+        check_layer(sandbox.remote("BatchNorm"), npdl.layers.BatchNorm, args=(4,))
+        check_optimizer(sandbox.remote("Adam"), npdl.optimizers.Adam, steps=5)
         with pytest.raises(CheckFailed, match="GELU"):
-            checks.check_activation(sandbox.remote("WrongGELU"), npdl.activations.GELU)
+            check_activation(sandbox.remote("WrongGELU"), npdl.activations.GELU)
 
 
 def test_float_errors_raise_in_calls_as_in_local_checks(box):
@@ -284,7 +286,8 @@ def probe():
 
 
 def test_course_code_is_neither_importable_nor_readable(probe):
-    paths = [REPO / "reference_impl" / "npdl" / "activations.py", REPO / "autograder" / "checks.py",
+    paths = [REPO / "reference_impl" / "npdl" / "activations.py",
+             REPO / "autograder" / "checks" / "layers.py",
              REPO / "pyproject.toml", REPO / ".venv" / "pyvenv.cfg",
              *sorted(REPO.glob("solutions/*"))]
     assert paths[0].exists() and len(paths) > 5
@@ -544,7 +547,7 @@ def grade_relu(sandbox) -> bool:
 
 @pytest.mark.parametrize("path", ADVERSARIAL, ids=lambda p: p.stem)
 def test_adversarial_submissions_never_pass(path):
-    protected = {p: p.read_bytes() for p in (REPO / "autograder" / "checks.py",
+    protected = {p: p.read_bytes() for p in (REPO / "autograder" / "checks" / "layers.py",
                                              REPO / "tests" / "conftest.py")}
     loot = {}
     try:

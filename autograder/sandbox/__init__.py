@@ -23,7 +23,7 @@ running as root (the child drops to an unprivileged uid so RLIMIT_NPROC applies)
         box.output                            # what it printed (first 64 KiB)
 
 Semantics (so that checks written for local classes run unchanged, as
-``autograder.checks.check_activation/check_layer/check_optimizer`` do):
+the checks of ``autograder.checks.activations/layers/optimizers`` do):
 
 * arguments are copied into the child; in-place writes the student makes to
   array arguments are copied back into the caller's arrays after the call;

@@ -376,7 +376,7 @@ class TrustedNamespace(dict):
             return default
 
     def __setitem__(self, name, value):
-        # autograder.model_checks swaps the student's helper for npdl's (no cascade): do it there.
+        # autograder.checks.training swaps in npdl's helper for the student's (no cascade).
         if (
             name in self.remote_names
             and not dict.__contains__(self, name)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autograder.checks import CheckFailed, passed
+from autograder.checks.compare import CheckFailed, passed
 
 SPLIT_SEED = 2024
 N_SAMPLES = 1797
@@ -46,7 +46,7 @@ VARIANTS = 3
 PERTURB_SEED = 7
 FULL_MARKS_ACCURACY = 0.97
 ZERO_CREDIT_ACCURACY = 0.90
-DATA = Path(__file__).resolve().parent / "data" / "capstone_heldout.npz"
+DATA = Path(__file__).resolve().parent.parent / "data" / "capstone_heldout.npz"
 
 
 def training_indices() -> np.ndarray:

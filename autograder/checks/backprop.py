@@ -10,8 +10,14 @@ import functools
 
 import numpy as np
 
-from autograder.checks import CheckFailed, compare_arrays, passed
-from autograder.diagnose import run_student, trusted_array, trusted_scalar
+from autograder.checks.compare import (
+    CheckFailed,
+    compare_arrays,
+    passed,
+    run_student,
+    trusted_array,
+    trusted_scalar,
+)
 
 
 def _functions(rng):

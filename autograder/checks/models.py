@@ -17,12 +17,17 @@ import copy
 
 import numpy as np
 
-from autograder.checks import CheckFailed, compare_arrays, passed
-from autograder.diagnose import construct, run_student, trusted_array, trusted_scalar
-from autograder.stand_ins import MomentumSGD
+from autograder.checks.compare import (
+    CheckFailed,
+    compare_arrays,
+    construct,
+    passed,
+    run_student,
+    trusted_array,
+)
 
 
-def _npdl():
+def npdl_modules():
     import npdl.activations as act
     import npdl.layers as lay
     import npdl.losses as losses
@@ -31,9 +36,9 @@ def _npdl():
     return act, lay, losses, models
 
 
-def _stack(kind: str, seed: int = 0, dtype=np.float64) -> list:
+def layer_stack(kind: str, seed: int = 0, dtype=np.float64) -> list:
     """Small npdl layer stacks: (layers, input shape without the batch dimension)."""
-    act, lay, _, _ = _npdl()
+    act, lay, _, _ = npdl_modules()
     rng = np.random.default_rng(seed)
     if kind == "mlp":
         return [
@@ -56,20 +61,20 @@ def _stack(kind: str, seed: int = 0, dtype=np.float64) -> list:
     raise ValueError(kind)
 
 
-_INPUT = {"mlp": (5,), "flatten": (2, 3), "batchnorm": (5,), "dropout": (5,)}
+STACK_INPUT = {"mlp": (5,), "flatten": (2, 3), "batchnorm": (5,), "dropout": (5,)}
 
 
-def _pair(student_cls, kind: str, seed: int = 0, dtype=np.float64):
+def model_pair(student_cls, kind: str, seed: int = 0, dtype=np.float64):
     """(student model, reference model, student's layers) on equal deep copies of one stack."""
-    layers = _stack(kind, seed, dtype)
-    _, _, _, models = _npdl()
+    layers = layer_stack(kind, seed, dtype)
+    _, _, _, models = npdl_modules()
     student_layers = copy.deepcopy(layers)
     model = construct(student_cls, "Sequential", student_layers)
     return model, models.Sequential(copy.deepcopy(layers)), student_layers
 
 
 @contextlib.contextmanager
-def _reference_helpers(namespace):
+def reference_helpers(namespace):
     """Swap the notebook's ``batches`` for npdl's while a check runs (no cascade)."""
     from npdl.data import batches
 
@@ -84,7 +89,7 @@ def _reference_helpers(namespace):
         namespace["batches"] = saved
 
 
-def _unchanged(array, saved, where, what):
+def check_untouched(array, saved, where, what):
     if not np.array_equal(array, saved):
         raise CheckFailed(
             f"{where} modified {what} in place. Likely mistake: shuffling or scaling the "
@@ -93,15 +98,12 @@ def _unchanged(array, saved, where, what):
         )
 
 
-def _layer_outputs(layers, x):
+def layer_outputs(layers, x):
     outputs = []
     for layer in layers:
         x = layer.forward(x)
         outputs.append(x)
     return outputs
-
-
-# ------------------------------------------------------------------ forward / backward
 
 
 def check_sequential_forward(student_cls, seed=0) -> None:
@@ -115,15 +117,15 @@ def check_sequential_forward(student_cls, seed=0) -> None:
     ]
     rng = np.random.default_rng(seed)
     for kind, n, dtype in cases:
-        model, ref, _ = _pair(student_cls, kind, seed, dtype)
-        x = rng.standard_normal((n, *_INPUT[kind])).astype(dtype)
+        model, ref, _ = model_pair(student_cls, kind, seed, dtype)
+        x = rng.standard_normal((n, *STACK_INPUT[kind])).astype(dtype)
         saved = x.copy()
         expected = ref.forward(x.copy())
         where = f"Sequential.forward ({len(ref.layers)} layers: {', '.join(map(repr, ref.layers))})"
         out = trusted_array(run_student(where, model.forward, x), where=where)
-        _unchanged(x, saved, where, "its input x")
+        check_untouched(x, saved, where, "its input x")
         if out.shape != expected.shape:
-            inner = _layer_outputs(copy.deepcopy(ref.layers), saved.copy())
+            inner = layer_outputs(copy.deepcopy(ref.layers), saved.copy())
             hits = [i for i, o in enumerate(inner) if o.shape == out.shape]
             hint = (
                 f" That is the shape after layer {hits[0]} ({ref.layers[hits[0]]!r}): the loop "
@@ -156,8 +158,8 @@ def check_sequential_backward(student_cls, seed=0) -> None:
     cases = [("mlp", 4), ("mlp", 1), ("flatten", 3), ("batchnorm", 6)]
     rng = np.random.default_rng(seed)
     for kind, n in cases:
-        model, ref, layers = _pair(student_cls, kind, seed)
-        x = rng.standard_normal((n, *_INPUT[kind]))
+        model, ref, layers = model_pair(student_cls, kind, seed)
+        x = rng.standard_normal((n, *STACK_INPUT[kind]))
         ref.forward(x.copy())
         run_student("Sequential.forward", model.forward, x.copy())
         g = rng.standard_normal((n, 3))
@@ -173,7 +175,7 @@ def check_sequential_backward(student_cls, seed=0) -> None:
                 f"{exc} Likely mistake: run the layers in reverse order and feed each "
                 f"layer's result into the next, g = layer.backward(g)."
             ) from None
-        _unchanged(g, saved, where, "grad_output")
+        check_untouched(g, saved, where, "grad_output")
         for i, (mine, theirs) in reversed(list(enumerate(zip(layers, ref.layers, strict=True)))):
             for key, value in theirs.grads.items():
                 got = mine.grads[key]
@@ -201,12 +203,9 @@ def check_sequential_backward(student_cls, seed=0) -> None:
     passed("Sequential.backward matches npdl: dL/dx and every layer's grads on 4 models")
 
 
-# ------------------------------------------------------------------ params / grads
-
-
 def check_sequential_params(student_cls, seed=0) -> None:
     """params() and grads(): the layers' own arrays, layer by layer, key by key, aligned."""
-    model, _, layers = _pair(student_cls, "batchnorm", seed)
+    model, _, layers = model_pair(student_cls, "batchnorm", seed)
     wanted = [(i, key) for i, layer in enumerate(layers) for key in layer.params]
     names = ", ".join(f"layers[{i}].params[{k!r}]" for i, k in wanted)
     for method, attr in (("params", "params"), ("grads", "grads")):
@@ -264,162 +263,4 @@ def check_sequential_params(student_cls, seed=0) -> None:
     passed(
         "Sequential.params() and grads() are the layers' own arrays, aligned, "
         "in layer and key order"
-    )
-
-
-# ------------------------------------------------------------------ fit_epoch
-
-
-def _reference_epoch(
-    layers,
-    x,
-    y,
-    loss,
-    optimizer,
-    batch_size,
-    rng,
-    *,
-    train=True,
-    shuffle=True,
-    drop_last=False,
-    weighted=True,
-):
-    """One trusted epoch (and the variants that name a mistake): (params, mean loss)."""
-    from npdl.data import batches
-
-    _, _, _, models = _npdl()
-    model = models.Sequential(layers)
-    model.train() if train else model.eval()
-    total, count, losses = 0.0, 0, []
-    for xb, yb in batches(x, y, batch_size, shuffle=shuffle, rng=np.random.default_rng(rng)):
-        if drop_last and len(xb) < batch_size:
-            continue
-        value = float(loss.forward(model.forward(xb), yb))
-        total, count = total + value * len(xb), count + len(xb)
-        losses.append(value)
-        model.backward(loss.backward())
-        optimizer.step(model.params(), model.grads())
-    mean = (total / max(count, 1)) if weighted else float(np.mean(losses or [0.0]))
-    return np.concatenate([p.ravel() for p in model.params()]), mean
-
-
-def check_fit_epoch(student_cls, *, namespace=None, seed=0) -> None:
-    """One epoch of fit: train mode, shuffled batches, forward, loss, backward, optimizer step.
-
-    Compared with npdl given identical models, data, optimizer and rng seed: every parameter
-    after the epoch, and the returned sample-weighted mean training loss.
-    """
-    from npdl.optimizers import SGD
-
-    _, _, losses, _ = _npdl()
-    rng = np.random.default_rng(seed)
-    cases = [
-        ("batchnorm", 22, 4, losses.SoftmaxCrossEntropy, "labels"),
-        ("mlp", 20, 8, losses.MSE, "regression"),
-        ("mlp", 5, 16, losses.SoftmaxCrossEntropy, "labels"),
-    ]
-    for kind, n, batch_size, loss_cls, target in cases:
-        layers = _stack(kind, seed)
-        x = rng.standard_normal((n, *_INPUT[kind]))
-        y = rng.integers(0, 3, n) if target == "labels" else rng.standard_normal((n, 3))
-        model = construct(student_cls, "Sequential", copy.deepcopy(layers))
-        run_student("Sequential.eval", model.eval)  # fit_epoch must switch to training mode itself
-        expected_params, expected_loss = _reference_epoch(
-            copy.deepcopy(layers), x, y, loss_cls(), SGD(lr=0.1, momentum=0.9), batch_size, seed
-        )
-        where = (
-            f"Sequential.fit_epoch(x, y, loss={loss_cls.__name__}(), "
-            f"optimizer=SGD(lr=0.1, momentum=0.9), "
-            f"batch_size={batch_size}, rng={seed}) with x of shape {x.shape}"
-        )
-        saved = x.copy(), y.copy()
-        with _reference_helpers(namespace):
-            value = run_student(
-                where,
-                model.fit_epoch,
-                x,
-                y,
-                loss=loss_cls(),
-                optimizer=MomentumSGD(lr=0.1, momentum=0.9),
-                batch_size=batch_size,
-                shuffle=True,
-                rng=seed,
-            )
-        _unchanged(x, saved[0], where, "x")
-        _unchanged(y, saved[1], where, "y")
-        params = run_student("Sequential.params", model.params)
-        got = np.concatenate(
-            [trusted_array(p, where=where, what="each parameter").ravel() for p in params]
-        )
-        variants = [
-            ("the model is not in training mode: call self.train() first", {"train": False}),
-            (
-                "the data is not shuffled: batches(x, y, batch_size, shuffle=True, rng=rng)",
-                {"shuffle": False},
-            ),
-            ("the last partial batch is skipped", {"drop_last": True}),
-        ]
-        candidates = [
-            (
-                msg,
-                _reference_epoch(
-                    copy.deepcopy(layers),
-                    x,
-                    y,
-                    loss_cls(),
-                    SGD(lr=0.1, momentum=0.9),
-                    batch_size,
-                    seed,
-                    **kw,
-                )[0],
-            )
-            for msg, kw in variants
-        ]
-        initial = np.concatenate([p.ravel() for layer in layers for p in layer.params.values()])
-        candidates.append(
-            (
-                "the parameters never change: call optimizer.step(self.params(), self.grads()) "
-                "after every backward, with params() returning the layers' own arrays, not copies",
-                initial,
-            )
-        )
-        compare_arrays(
-            got,
-            expected_params,
-            where=f"{where}: the parameters after the epoch (all of them, "
-            f"flattened in params() order)",
-            context={"candidates": candidates},
-            rtol=1e-6,
-            atol=1e-9,
-        )
-        loss_value = trusted_scalar(value, where=where, what="the returned mean training loss")
-        unweighted = _reference_epoch(
-            copy.deepcopy(layers),
-            x,
-            y,
-            loss_cls(),
-            SGD(lr=0.1, momentum=0.9),
-            batch_size,
-            seed,
-            weighted=False,
-        )[1]
-        compare_arrays(
-            np.array(loss_value),
-            np.array(expected_loss),
-            where=f"{where}: the returned loss",
-            context={
-                "candidates": [
-                    (
-                        "the plain mean of the batch losses: weight each batch's loss "
-                        "by its size (the last batch is smaller) and divide by n",
-                        np.array(unweighted),
-                    )
-                ]
-            },
-            rtol=1e-7,
-            atol=1e-12,
-        )
-    passed(
-        "Sequential.fit_epoch matches npdl's training loop for 3 models "
-        "(parameters and loss after one epoch)"
     )

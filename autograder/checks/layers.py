@@ -1,173 +1,27 @@
-"""Hidden-test checks: run a student's component and the `npdl` reference on the same inputs.
+"""Checks of chapter 4 (layers): forward, backward and parameter gradients against `npdl.layers`.
 
-Each ``check_*`` feeds both sides seeded inputs (several shapes, a batch of one,
-extreme values, float32), compares, checks that dtypes are kept and inputs are
-not modified, and raises `CheckFailed` whose message is the student's feedback:
-which method, which input, how wrong, where, and the likely mistake.
-
-    check_activation(ReLU, npdl.activations.ReLU, parts=("backward",))
+    check_layer(Dense, npdl.layers.Dense, args=(4, 3), parts=("backward",))
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from autograder.checks_training import (
-    check_function,
-    check_initializer,
-    check_loss,
-    check_optimizer,
-    check_schedule,
-)
-from autograder.diagnose import (
+from autograder.checks.compare import (
     CheckFailed,
     accepts,
-    batchnorm_candidates,
-    check_dropout_output,
     check_unchanged,
     compare_arrays,
     construct,
-    diagnose,
     extreme_values,
-    likely,
-    mismatch_message,
+    passed,
     run_reference,
     run_student,
     tolerance,
     trusted_array,
-    trusted_scalar,
 )
+from autograder.checks.diagnose import as_float64, diagnose, likely
 
-__all__ = [
-    "CheckFailed", "passed", "compare_arrays", "diagnose", "check_gradient", "check_activation",
-    "check_function", "check_initializer", "check_layer", "check_loss", "check_optimizer",
-    "check_schedule",
-]
-
-def passed(what: str) -> None:
-    """Print the line a student sees when a check passes."""
-    print(f"✔ {what}")
-
-
-def _numerical_gradient(f, x: np.ndarray, eps: float) -> np.ndarray:
-    grad = np.zeros(x.shape)
-    for i in np.ndindex(x.shape):
-        old = x[i].copy()
-        x[i] = old + eps
-        plus = f()
-        x[i] = old - eps
-        minus = f()
-        x[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def check_gradient(f, x, analytic, *, where: str, eps=1e-6, tol=1e-6) -> None:
-    """Finite differences of the student's own scalar ``f()`` (it reads ``x``) vs ``analytic``.
-
-    ``x`` is perturbed in place and restored. An element fails when
-    ``|a - n| > tol * (|a| + |n|) + 1e-9 * scale`` (the absolute floor absorbs round-off).
-    """
-    if type(x) is not np.ndarray or x.dtype != np.float64:
-        raise CheckFailed(f"{where}: the gradient check needs a float64 ndarray x. "
-                          f"Received: {type(x).__name__} {getattr(x, 'dtype', '')}.")
-    a = trusted_array(analytic, where=where, what="the analytic gradient")
-    f_value = lambda: trusted_scalar(run_student(where, f), where=where, what="f()")  # noqa: E731
-    numeric = _numerical_gradient(f_value, x, eps)
-    scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
-    message = mismatch_message(a, numeric, where=f"{where} (vs finite differences)",
-                               input_shape=x.shape, rtol=tol, atol=1e-9 * scale)
-    if message is not None and a.shape == numeric.shape:
-        diff = np.abs(a - numeric) - tol * (np.abs(a) + np.abs(numeric))
-        message = None if np.all(diff <= 1e-9 * scale) else message
-    if message is not None:
-        raise CheckFailed(message + likely(diagnose(a, numeric)))
-    passed(f"{where} matches finite differences (input shape {x.shape})")
-
-
-
-# ------------------------------------------------------------------ activations
-
-_LOCAL_DERIVATIVE = {
-    "ReLU": "a 0/1 mask (x > 0)", "LeakyReLU": "the slope (1 or alpha)",
-    "Sigmoid": "s * (1 - s)", "Tanh": "1 - tanh(x)**2",
-}
-
-
-def _activation_cases(rng):
-    yield "random input", rng.standard_normal((4, 3))
-    yield "a batch of one", rng.standard_normal((1, 5))
-    yield "a 3-D input", rng.standard_normal((2, 3, 4))
-    yield "extreme values up to ±1e4", extreme_values(rng, (3, 6))
-    yield "float32 input", rng.standard_normal((4, 3)).astype(np.float32)
-
-
-def _activation_candidates(reference_cls, kwargs, x, g, out_expected, part):
-    """Wrong answers worth naming: softmax over another axis, derivative mistakes."""
-    found = []
-    axis = kwargs.get("axis", -1)
-    if accepts(reference_cls, "axis") and x.ndim >= 2:
-        wrong_axis = 0 if axis in (-1, x.ndim - 1) else -1
-        wrong = reference_cls(**{**kwargs, "axis": wrong_axis})
-        y = run_reference(wrong.forward, x.copy())
-        if part == "backward" and y is not None:
-            y = run_reference(wrong.backward, g.copy())
-        if y is not None:
-            found.append((f"softmax over the wrong axis: normalise along self.axis = {axis}, "
-                          f"i.e. np.sum(..., axis=self.axis, keepdims=True)", y))
-    if part == "backward":
-        local = _LOCAL_DERIVATIVE.get(reference_cls.__name__, "the derivative of the activation")
-        found.append((f"the gradient is multiplied by the input instead of {local}", g * x))
-        found.append((f"the gradient is multiplied by the forward output instead of {local}",
-                      g * out_expected))
-    return found
-
-
-def check_activation(student_cls, reference_cls, *, kwargs=None, seed=0,
-                     parts=("forward", "backward")) -> None:
-    """Forward and/or backward of an activation class against the reference.
-
-    float32 input is compared (with float32 tolerances) against the reference in float64.
-    """
-    kwargs = dict(kwargs or {})
-    name = getattr(student_cls, "__name__", "the activation")
-    rng = np.random.default_rng(seed)
-    count = 0
-    for label, x in _activation_cases(rng):
-        ref = reference_cls(**kwargs)
-        x64 = x.astype(np.float64)
-        expected = run_reference(ref.forward, x64.copy())
-        if expected is None:
-            continue
-        g = rng.standard_normal(expected.shape).astype(x.dtype)
-        g64 = g.astype(np.float64)
-        expected_grad = run_reference(ref.backward, g64.copy())
-        rtol, atol = tolerance(x.dtype)
-        student = construct(student_cls, name, **kwargs)
-        x_student, g_student = x.copy(), g.copy()
-        on = f" (on {label}, shape {x.shape})"
-        out = run_student(f"{name}.forward{on}", student.forward, x_student)
-        check_unchanged(x_student, x, f"{name}.forward", "its input x")
-        ctx = {"dtype": x.dtype}
-        if "forward" in parts:
-            ctx["candidates"] = _activation_candidates(reference_cls, kwargs, x64, g64, expected,
-                                                       "forward")
-            compare_arrays(out, expected.astype(x.dtype), where=f"{name}.forward",
-                           input_shape=x.shape, context=ctx, rtol=rtol, atol=atol)
-        if "backward" in parts:
-            grad = run_student(f"{name}.backward{on}", student.backward, g_student)
-            check_unchanged(g_student, g, f"{name}.backward", "grad_output")
-            check_unchanged(x_student, x, f"{name}.backward", "the forward input x")
-            ctx.update(grad_output=g, input=x, candidates=_activation_candidates(
-                reference_cls, kwargs, x64, g64, expected, "backward"))
-            compare_arrays(grad, expected_grad.astype(x.dtype), where=f"{name}.backward",
-                           input_shape=x.shape, context=ctx, rtol=rtol, atol=atol)
-        count += 1
-    passed(f"{name}.{'/'.join(parts)} matches the reference on {count} inputs "
-           "(random, batch of one, 3-D, extreme values, float32)")
-
-
-# ------------------------------------------------------------------ layers
 
 def _set_mode(layer, training: bool, where: str) -> None:
     method = getattr(layer, "train" if training else "eval", None)
@@ -364,3 +218,58 @@ def _check_dropout(student_cls, args, kwargs, seed, parts, name) -> None:
                                 "saved in forward", g * (rng.random(x.shape) >= rate) / (1 - rate)),
                            ]})
     passed(f"{name}.{'/'.join(parts)}: mask, 1/(1 - rate) scaling, eval mode and dtypes are right")
+
+
+def batchnorm_candidates(ref, key: str, batches, grad_output=None) -> list:
+    """Known BatchNorm mistakes, computed from the inputs (never from the student's values).
+
+    key "dx": the input gradient for ``batches[0]``; "running_mean"/"running_var": the
+    running statistics after training on ``batches`` from the initial 0 / 1.
+    """
+    momentum, eps = getattr(ref, "momentum", None), getattr(ref, "eps", None)
+    if type(ref).__name__ != "BatchNorm" or momentum is None or eps is None:
+        return []
+    if key == "dx":
+        x, gamma = as_float64(batches[0]), as_float64(ref.params["gamma"])
+        return [("backward treats the batch mean and variance as constants: add the terms from "
+                 "their dependence on x, dx = gamma / (N std) (N g - sum(g) - xhat sum(g xhat))",
+                 as_float64(grad_output) * gamma / np.sqrt(x.var(axis=0) + eps))]
+    if key not in ("running_mean", "running_var"):
+        return []
+
+    def running(biased: bool, flipped: bool) -> np.ndarray:
+        r = np.full(ref.buffers[key].shape, 0.0 if key == "running_mean" else 1.0)
+        for x in map(as_float64, batches):
+            n = x.shape[0]
+            if key == "running_mean":
+                stat = x.mean(axis=0)
+            else:
+                stat = x.var(axis=0) * (1 if biased else n / (n - 1))
+            old, new = (1 - momentum, momentum) if not flipped else (momentum, 1 - momentum)
+            r = old * r + new * stat
+        return r
+
+    found = [("the running statistics are not updated in training mode",
+              np.full(ref.buffers[key].shape, 0.0 if key == "running_mean" else 1.0)),
+             ("momentum is applied the other way round: torch uses running = "
+              "(1 - momentum) * running + momentum * batch_statistic", running(False, True))]
+    if key == "running_var":
+        found.insert(0, ("running_var must be updated with the UNBIASED batch variance "
+                         "x.var(axis=0) * N / (N - 1), like torch", running(True, False)))
+    return found
+
+
+def check_dropout_output(out: np.ndarray, x: np.ndarray, rate: float, where: str) -> None:
+    """The fraction of dropped units is about ``rate``."""
+    dropped = float(np.mean(out == 0))
+    if abs(dropped - rate) <= 0.05:
+        return
+    if abs(dropped - (1 - rate)) <= 0.05:
+        likely = ("units are KEPT with probability rate; rate is the probability of dropping "
+                  "a unit: keep = rng.random(x.shape) >= rate")
+    elif dropped == 0:
+        likely = "nothing is dropped in training mode"
+    else:
+        likely = "the mask is not drawn with probability rate per unit"
+    raise CheckFailed(f"{where} dropped {dropped:.1%} of {out.size} units; expected about "
+                      f"{rate:.0%}. Likely mistake: {likely}.")
