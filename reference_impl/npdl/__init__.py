@@ -9,6 +9,7 @@
     models        ch. 6  Sequential and the training loop (with callbacks, metrics,
                          and data: mini-batches and the offline datasets)
     optimizers    ch. 7  (with schedules)
+    conv          ch. 9  im2col/col2im, Conv2D and pooling on NCHW images
 """
 
 __version__ = "0.1.0"
