@@ -40,6 +40,7 @@ the checks of ``autograder.checks.activations/layers/optimizers`` do):
   and stop the child; the grader itself never hangs or dies.
 """
 
+from .backends import preflight
 from .protocol import ProtocolError
 from .remote import RemoteClass, RemoteMethod, RemoteObject
 from .runner import (
@@ -56,5 +57,5 @@ from .runner import (
 __all__ = [
     "Limits", "ProtocolError", "RemoteClass", "RemoteError", "RemoteMethod", "RemoteObject",
     "Sandbox", "SandboxCrashed", "SandboxError", "SandboxProtocolError", "SandboxTimeout",
-    "SandboxUnavailable",
+    "SandboxUnavailable", "preflight",
 ]

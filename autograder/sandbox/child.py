@@ -1,11 +1,12 @@
-"""The sandboxed side: drop privileges, then serve requests from the trusted runner.
+"""The sandboxed side: confine itself, then serve requests from the trusted runner.
 
-Started by `autograder.sandbox.runner` inside bubblewrap as
-``python -I -S -B /sandbox/lib/sandbox_child.py CONFIG_JSON``. It runs as root
-inside a private mount/pid/net namespace only long enough to set the resource
-limits and switch to an unprivileged uid; only then does it import NumPy and
-execute the student's code. It can import only the standard library and the
-NumPy/SciPy copies mounted at ``/sandbox/site``.
+Started by `autograder.sandbox.runner` as ``python -I -S -B LIB/sandbox_child.py CONFIG_JSON``:
+inside bubblewrap (LIB = /sandbox/lib; it runs as root in private namespaces, or as the
+instructor in a user namespace) or, in the process backend, as a plain child process (LIB = a
+private copy of these modules). Before it imports NumPy or runs anything of the student's,
+`sandbox_confine.apply` sets the resource limits, switches to the unprivileged uid when the
+grader is root and, in the process backend, applies no_new_privs, Landlock and seccomp. It can
+import only the standard library and NumPy/SciPy (``config["site"]``).
 
 Requests and replies use `sandbox_protocol` (autograder/sandbox/protocol.py).
 Everything sent back is plain data; the trusted side re-validates it anyway.
@@ -14,32 +15,9 @@ Everything sent back is plain data; the trusted side re-validates it anyway.
 import builtins
 import json
 import os
-import resource
 import sys
 import traceback
 import warnings
-
-
-def _limit(name, value):
-    resource.setrlimit(getattr(resource, name), (value, value))
-
-
-def _drop_privileges(config):
-    limits = config["limits"]
-    cpu = limits["cpu_seconds"]
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL
-    _limit("RLIMIT_AS", limits["memory_bytes"])
-    _limit("RLIMIT_NPROC", limits["max_processes"])  # counted per uid: fork bombs stop here
-    _limit("RLIMIT_FSIZE", limits["file_bytes"])
-    _limit("RLIMIT_NOFILE", limits["open_files"])
-    _limit("RLIMIT_CORE", 0)
-    os.setgroups([])
-    os.setgid(config["gid"])
-    os.setuid(config["uid"])
-    if 0 in os.getresuid() or 0 in os.getresgid():
-        os._exit(70)
-    os.umask(0o077)
-    os.chdir(config["workdir"])
 
 
 class Server:
@@ -169,13 +147,16 @@ def describe(error):
 
 def main():
     config = json.loads(sys.argv[1])
-    _drop_privileges(config)
-    sys.path[:] = [p for p in sys.path if p] + [config["site"], config["lib"]]
+    sys.path.append(config["lib"])
+    import sandbox_confine
+    confined = sandbox_confine.apply(config)  # rlimits, uid; Landlock and seccomp if asked
+    sys.path[:] = [p for p in sys.path if p and p != config["lib"]] + [config["site"],
+                                                                          config["lib"]]
     import numpy as np
     import sandbox_protocol as protocol
     sys.path.remove(config["lib"])
     server = Server(protocol, np, config["fd_in"], config["fd_out"])
-    ready = server.encode({"numpy": np.__version__, "pid": os.getpid()}, [])
+    ready = server.encode({"numpy": np.__version__, "pid": os.getpid(), "confined": confined}, [])
     server.send({"ok": True, "value": ready, "updated": []})
     server.serve()
 

@@ -1,12 +1,14 @@
 """Trusted side: start a sandboxed child with the student's code and talk to it.
 
-The grader never runs student code. `Sandbox` starts a fresh interpreter inside
-bubblewrap (``bwrap``) that sees only the OS libraries, the Python standard
-library, NumPy/SciPy and a private tmpfs, with no network and its own pid
-namespace. The child sets rlimits and drops to a random unprivileged uid
-before it runs anything of the student's (see ``child.py``). Everything that
-comes back is parsed strictly (`protocol.decode_npy`, no pickle) and bounded
-in size and time; a dead or hung child becomes a `SandboxError`.
+The grader never runs student code. `Sandbox` starts a fresh interpreter in one of two
+backends (``backends.py``): inside bubblewrap (``bwrap``: it sees only the OS libraries, the
+Python standard library, NumPy/SciPy and a private tmpfs, with no network and its own pid
+namespace), or as a plain child process confined by a uid, seccomp and Landlock (``process``,
+for hosts without namespaces). Either way the child sets rlimits and, when the grader is root,
+switches to a fresh unprivileged uid before it runs anything of the student's (see
+``child.py`` and ``confine.py``). Everything that comes back is parsed strictly
+(`protocol.decode_npy`, no pickle) and bounded in size and time; a dead or hung child becomes a
+`SandboxError`.
 """
 
 from __future__ import annotations
@@ -15,17 +17,15 @@ import dataclasses
 import fcntl
 import json
 import os
-import secrets
 import select
-import shutil
 import signal
 import subprocess
 import time
 
 import numpy as np
 
-from . import protocol
-from .bwrap import INSIDE, Limits, bwrap_command
+from . import backends, protocol
+from .bwrap import Limits
 from .errors import (
     RemoteError,
     SandboxCrashed,
@@ -54,19 +54,16 @@ class Sandbox:
     def __init__(self, *, limits: Limits | None = None, call_timeout: float = 10.0,
                  session_timeout: float = 600.0, start_timeout: float = 30.0,
                  output_limit: int = 64 << 10, max_message_bytes: int = 64 << 20,
-                 max_array_elements: int = 50_000_000, strict_floats: bool = True):
-        if shutil.which("bwrap") is None:
-            raise SandboxUnavailable("the sandbox needs bubblewrap: apt-get install -y bubblewrap.")
-        if os.geteuid() != 0:
-            raise SandboxUnavailable("the sandbox must be started as root (it switches the child "
-                                     "to an unprivileged uid so that RLIMIT_NPROC applies).")
+                 max_array_elements: int = 50_000_000, strict_floats: bool = True,
+                 backend: str | None = None):
+        self._proc = self._launch = None
+        self.backend = backends.resolve(backend)  # "bwrap" or "process"; None: $NPDL_SANDBOX
         self.limits = limits or Limits()
         self.call_timeout, self.output_limit = call_timeout, output_limit
         self.max_message_bytes, self.max_array_elements = max_message_bytes, max_array_elements
         self.strict_floats = strict_floats  # calls raise on overflow/divide/invalid, like checks
         self._output, self.output_dropped = bytearray(), 0
         self._mirrors: dict[tuple, list] = {}
-        self._proc = None
         self._start(session_timeout, start_timeout)
 
     # ---------------------------------------------------------------- life cycle
@@ -74,20 +71,22 @@ class Sandbox:
         to_child, self._to_child = os.pipe()
         self._from_child, from_child = os.pipe()
         self._out, out = os.pipe()
-        uid = 1_000_000 + secrets.randbelow(1_000_000_000)  # a fresh uid: NPROC counts per uid
-        self.uid = uid
-        config = {"uid": uid, "gid": uid, "limits": dataclasses.asdict(self.limits),
-                  "fd_in": to_child, "fd_out": from_child, "workdir": INSIDE["work"],
-                  "site": INSIDE["site"], "lib": INSIDE["lib"]}
+        config = {"limits": dataclasses.asdict(self.limits), "fd_in": to_child,
+                  "fd_out": from_child}
         started = time.monotonic()
         try:
+            self._launch = launch = backends.launch(self.backend, self.limits, config)
+            self.uid = launch.uid  # NPROC counts per uid: a fresh one per sandbox when root
             self._proc = subprocess.Popen(
-                bwrap_command(self.limits, config), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=out, pass_fds=(to_child, from_child), start_new_session=True,
-                umask=0o022, env={"PATH": os.defpath})
+                launch.command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                pass_fds=(to_child, from_child), start_new_session=True, umask=0o022,
+                env=launch.env, cwd=launch.cwd)
         except OSError as error:
             self.close()
-            raise SandboxUnavailable(f"could not start bwrap: {error}") from error
+            raise SandboxUnavailable(backends.unavailable(self.backend, str(error))) from error
+        except BaseException:
+            self.close()
+            raise
         finally:
             for fd in (to_child, from_child, out):
                 os.close(fd)
@@ -99,8 +98,15 @@ class Sandbox:
             except OSError:
                 pass
         self._session_deadline = started + session_timeout
-        info = self._request({"op": None}, timeout=start_timeout, send=False)
-        self.child_pid = info.get("pid") if isinstance(info, dict) else None
+        try:
+            info = self._request({"op": None}, timeout=start_timeout, send=False)
+        except SandboxError as error:
+            raise SandboxUnavailable(backends.unavailable(self.backend, str(error))) from error
+        info = info if isinstance(info, dict) else {}
+        self.child_pid = info.get("pid")
+        confined = info.get("confined") if isinstance(info.get("confined"), dict) else {}
+        self.isolation = {"backend": self.backend, **confined}  # what the child applied
+        backends.started(self.backend, confined)
         self.startup_seconds = time.monotonic() - started
 
     def close(self) -> None:
@@ -117,6 +123,8 @@ class Sandbox:
             if fd is not None:
                 os.close(fd)
                 setattr(self, name, None)
+        if self._launch is not None:
+            self._launch.cleanup()
 
     def __enter__(self):
         return self
