@@ -63,7 +63,7 @@ def choose() -> str:
             failures.append(f"{name}: {error}")
             continue
         _chosen[os.getpid()] = name
-        why = f" (bwrap cannot start here: {_first_line(failures[0])})" if failures else ""
+        why = f" (bwrap: {_cause(failures[0])})" if failures else ""
         log.info("sandbox backend: %s%s", name, why)
         return name
     raise SandboxUnavailable("no sandbox backend can start on this machine, so nothing can be "
@@ -96,10 +96,10 @@ def _trial(name: str) -> None:
         raise SandboxUnavailable(unavailable(name, str(error))) from error
 
 
-def _first_line(text: str) -> str:
-    """``"bwrap: bubblewrap cannot ...: the grader runs as root ... . Give ..."`` -> its cause."""
-    cause = text.split("\n", 1)[0].split(": ", 1)[-1]
-    return cause.split(". ", 1)[0].split(" here: ", 1)[-1]
+def _cause(failure: str) -> str:
+    """``"bwrap: bubblewrap cannot ...: the cause. What to do ..."`` -> its first sentence."""
+    first = failure.split(": ", 1)[-1].split(". ", 1)[0].split("\n", 1)[0]
+    return first if len(first) <= 200 else first[:197] + "..."
 
 
 # ------------------------------------------------------------------ launching

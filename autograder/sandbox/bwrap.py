@@ -95,7 +95,8 @@ def bwrap_command(limits: Limits, config: dict, privileged: bool = True) -> list
         cmd += ["--tmpfs", str(python_dir)]
     for source, target in _python_binds():
         cmd += ["--ro-bind", source, target]
-    cmd += ["--tmpfs", f"{stdlib}/site-packages"]
+    if (Path(sysconfig.get_paths()["stdlib"]) / "site-packages").is_dir():  # none in Debian's
+        cmd += ["--tmpfs", f"{stdlib}/site-packages"]
     for device in ("null", "zero", "urandom", "random"):
         cmd += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
     cmd += ["--proc", "/proc", "--perms", "1777", "--size", str(limits.tmp_bytes),

@@ -101,7 +101,9 @@ class Sandbox:
         try:
             info = self._request({"op": None}, timeout=start_timeout, send=False)
         except SandboxError as error:
-            raise SandboxUnavailable(backends.unavailable(self.backend, str(error))) from error
+            tail = self.output[-1000:].strip()
+            detail = f"it stopped before it was ready; its output: {tail}" if tail else str(error)
+            raise SandboxUnavailable(backends.unavailable(self.backend, detail)) from error
         info = info if isinstance(info, dict) else {}
         self.child_pid = info.get("pid")
         confined = info.get("confined") if isinstance(info.get("confined"), dict) else {}
