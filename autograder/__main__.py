@@ -90,6 +90,26 @@ def _handout(args) -> int:
     return 0
 
 
+def _gradescope(args) -> int:
+    from .gradescope import build_zip
+
+    if args.assignment not in assignments():
+        raise SystemExit(
+            f"gradescope: unknown assignment {args.assignment!r}. Known: {assignments()}."
+        )
+    out = Path(args.out or REPO / "_build" / "gradescope" / f"{args.assignment}.zip")
+    config = build_zip(
+        args.assignment, out, hidden_visibility=args.hidden_visibility,
+        cell_timeout=args.cell_timeout,
+    )
+    print(
+        f"{out}: Gradescope autograder for {args.assignment} ({', '.join(config['notebooks'])}), "
+        f"{len(config['tests'])} tests, {sum(config['tests'].values()):g} points; hidden tests "
+        f"{args.hidden_visibility}. Upload it as the assignment's autograder (Ubuntu 22.04/24.04)."
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +162,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=str(REPO / "_build" / "handout"))
     p.set_defaults(run=_handout)
+
+    p = sub.add_parser(
+        "gradescope",
+        help="build a Gradescope autograder zip (setup.sh, run_autograder) for one assignment",
+        description="Build a Gradescope autograder for ASSIGNMENT: run_autograder grades the "
+        "notebook a student uploads (any file name) with trusted grading in the process "
+        "sandbox and writes results.json. See autograder/gradescope.py.",
+    )
+    p.add_argument("assignment", help="assignment id, e.g. 02_activations")
+    p.add_argument("--out", help="zip to write (default: _build/gradescope/ASSIGNMENT.zip)")
+    p.add_argument(
+        "--hidden-visibility",
+        choices=["hidden", "after_due_date", "after_published", "visible"],
+        default="after_published",
+        help="when students see the tests that include hidden tests (default: after_published)",
+    )
+    p.add_argument(
+        "--cell-timeout",
+        type=_positive_int,
+        default=None,
+        metavar="SECONDS",
+        help="per-cell time limit (default: Execute.timeout of nbgrader_config.py, 120)",
+    )
+    p.set_defaults(run=_gradescope)
 
     args = parser.parse_args(argv)
     try:
