@@ -1,17 +1,36 @@
 """Run untrusted student code in a sandboxed child process; decide on the trusted side.
 
 The trusted process (the grader) never executes student code. `Sandbox` starts a
-fresh Python inside bubblewrap: private mount/pid/net/ipc/uts namespaces, a view of
-only the OS libraries, the standard library, NumPy and SciPy (no npdl, no
-autograder, no repository, no other students' files), a size-limited tmpfs at
-/tmp as working directory, rlimits (CPU, address space, processes, file size) and
-a random unprivileged uid. Student cells are ``exec``-ed there; the grader calls
-into them over pipes and gets back only strictly parsed plain data (numeric .npy
-arrays without pickle, JSON scalars), or an error. See ``bwrap.py`` (what the
-child sees), ``child.py`` (the sandboxed side), ``protocol.py`` (the wire format).
+fresh Python in one of two backends (``backends.py`` chooses):
 
-Requirements: ``bwrap`` (Debian/Ubuntu package ``bubblewrap``) and a grader
-running as root (the child drops to an unprivileged uid so RLIMIT_NPROC applies).
+* ``bwrap`` (default where it starts): bubblewrap with private mount/pid/net/ipc/uts
+  namespaces and a view of only the OS libraries, the standard library, NumPy and
+  SciPy (no npdl, no autograder, no repository, no other students' files), a
+  size-limited tmpfs at /tmp as working directory. As root the child switches to a
+  random unprivileged uid; as an ordinary user bwrap also creates a user namespace
+  and the child keeps the instructor's uid, without capabilities. See ``bwrap.py``.
+* ``process`` (hosts without namespaces: Docker, Kubernetes, Gradescope; or user
+  namespaces disabled): a plain child process under a fresh uid (grader root) or
+  the instructor's uid, with no_new_privs, a seccomp filter (no sockets, ptrace,
+  mounts, namespaces, kexec/modules/bpf/...) and Landlock (read-only interpreter,
+  stdlib, NumPy/SciPy; read-write only its private directory; nothing else exists
+  for it). See ``process.py``.
+
+Both set rlimits (CPU, address space, processes, file size, open files) in the child
+(``confine.py``) before anything of the student's runs. Student cells are
+``exec``-ed there; the grader calls into them over pipes and gets back only strictly
+parsed plain data (numeric .npy arrays without pickle, JSON scalars), or an error.
+See ``child.py`` (the sandboxed side), ``protocol.py`` (the wire format).
+
+Choosing: ``NPDL_SANDBOX=auto|bwrap|process`` (default auto), read whenever a Sandbox
+is created, or ``Sandbox(backend=...)``; ``auto`` takes the first of bwrap, process
+that starts (decided once per process, logged on logger ``autograder.sandbox``).
+``preflight(backend)`` starts one and runs a trivial cell: it returns the backend
+used or raises `SandboxUnavailable` saying what is missing and what to do.
+
+Requirements: ``bwrap`` (Debian/Ubuntu package ``bubblewrap``) and either root or
+unprivileged user namespaces; or, for ``process``, libseccomp (``libseccomp2`` and
+pip's ``pyseccomp``) and ideally Landlock (Linux >= 5.13).
 
     from autograder.sandbox import Sandbox
     with Sandbox(call_timeout=10) as box:     # ~0.1-0.3 s: fresh child, NumPy imported

@@ -13,7 +13,8 @@ class SandboxError(Exception):
 
 
 class SandboxUnavailable(SandboxError):
-    """bubblewrap is missing or the grader lacks the privileges the sandbox needs."""
+    """The chosen sandbox backend cannot start here; the message says what is missing and
+    what to do (install bubblewrap, choose the process backend, ...)."""
 
 
 class SandboxTimeout(SandboxError):

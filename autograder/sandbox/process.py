@@ -16,8 +16,9 @@ the student's runs, it (``confine.apply``):
   /autograder/source, other students' files, /etc, /home;
 * installs a seccomp filter (compiled here with libseccomp, `seccomp_program`) that denies
   socket(), ptrace and process_vm_*, mount and friends, unshare/setns and clone with namespace
-  flags, kexec, reboot, modules, bpf, perf_event_open, keyrings, io_uring, userfaultfd, and
-  setsid/setpgid (so that killing the process group ends every process it started).
+  flags, kexec, reboot, modules, bpf, perf_event_open, keyrings, io_uring, userfaultfd,
+  kill(-1, ...), and setsid/setpgid (so that killing the process group ends every process it
+  started).
 
 The runtime the child sees (`Runtime`) is built once per grader process: its modules are copied
 into a private directory and NumPy/SciPy linked there. When the grader is root and the
@@ -255,6 +256,7 @@ def seccomp_program() -> str:
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")  # its flags are out of reach: glibc
     for flag in CLONE_NAMESPACE_FLAGS:                       # falls back to clone(), checked here
         rules.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    rules.add_rule(deny, "kill", seccomp.Arg(0, seccomp.MASKED_EQ, 0xFFFFFFFF, 0xFFFFFFFF))  # -1
     with tempfile.TemporaryFile() as out:
         rules.export_bpf(out)
         out.seek(0)
