@@ -11,7 +11,14 @@ import os
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
-from autograder.feedback import ShortTracebacks
+from autograder.feedback import (
+    NBGRADER_TEMPLATES,
+    TEMPLATE_FILE,
+    TEMPLATE_NAME,
+    TEMPLATES,
+    OfflineMathJax,
+    ShortTracebacks,
+)
 
 c = get_config()  # noqa: F821 (injected by traitlets)
 
@@ -43,7 +50,14 @@ c.GenerateFeedback.preprocessors = [
     ShortTracebacks,
     GetGrades,
     CSSHTMLHeaderPreprocessor,
+    OfflineMathJax,
 ]
+# The page itself: autograder/templates/npdl_feedback, nbgrader's feedback template with a summary
+# that names each test and MathJax inlined by OfflineMathJax (one file that reads offline).
+# nbgrader's own template directory stays on the path: ours extends it.
+c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), str(NBGRADER_TEMPLATES)]
+c.HTMLExporter.template_name = TEMPLATE_NAME
+c.HTMLExporter.template_file = TEMPLATE_FILE
 
 # Trusted grading: student code runs in a bubblewrap sandbox (autograder.sandbox); every test cell
 # is decided in the grader's own process by TrustedExecute, which replaces nbgrader's Execute.
