@@ -99,6 +99,25 @@ def stream(text: str, name: str = "stdout") -> NotebookNode:
     return NotebookNode(output_type="stream", name=name, text=text)
 
 
+def checks_once(text: str) -> str:
+    """A test cell's printed text with each ``✔`` line kept once (the first time).
+
+    A check run on several configurations (``check_activation`` with and without ``alpha``) or a
+    visible helper called in a loop prints the same ``✔`` line each time; the feedback lists it
+    once. Every other line (failures, the student's own output) is kept as printed.
+    """
+    seen: set[str] = set()
+    kept = []
+    for line in text.splitlines(keepends=True):
+        passed = line.rstrip("\r\n")
+        if passed.startswith("✔"):
+            if passed in seen:
+                continue
+            seen.add(passed)
+        kept.append(line)
+    return "".join(kept)
+
+
 def error_output(ename: str, evalue: str) -> NotebookNode:
     # One line only: a traceback could quote the hidden test's source in the feedback.
     return NotebookNode(
@@ -281,7 +300,7 @@ class TrustedNotebookRun:
                     self.log.debug("%s: %s", name, traceback.format_exc(limit=-3))
         outputs = []
         if out.getvalue():
-            outputs.append(stream(out.getvalue()))
+            outputs.append(stream(checks_once(out.getvalue())))
         if err.getvalue():
             outputs.append(stream(err.getvalue(), "stderr"))
         if failure is not None:
