@@ -355,12 +355,24 @@ def readable_python(ordinary_user):
 
 
 USER_SCRIPT = f'''
-import io, json, logging, sys
+import glob, io, json, logging, os, sys, time
 sys.path[:0] = [{str(SITE)!r}, {str(REPO)!r}]
 log = io.StringIO()
 logging.basicConfig(stream=log, level=logging.INFO)
 import numpy as np
 from autograder.sandbox import Limits, Sandbox, preflight
+
+def mine(path):
+    try:
+        return os.stat(path).st_uid == os.getuid()
+    except OSError:
+        return False
+
+def settle():
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(map(mine, glob.glob("/proc/[0-9]*"))) > 1:
+        time.sleep(0.05)
+
 out = {{"auto": preflight()}}
 for backend in ("bwrap", "process"):
     with Sandbox(backend=backend) as box:
@@ -372,6 +384,7 @@ for backend in ("bwrap", "process"):
                  .replace("LAYERS", repr({str(LAYERS)!r})))
         result = {{"isolation": box.isolation, "relu": relu.tolist(), "ids": box.fetch("ids"),
                   "own": box.fetch("own"), "repo": box.fetch("repo")}}
+    settle()  # RLIMIT_NPROC counts the user's processes: let the last sandbox's ones go
     with Sandbox(backend=backend, limits=Limits(max_processes=8)) as box:
         box.exec({FORK_BOMB!r})
         result["forked"] = box.fetch("n")
