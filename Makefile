@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv book test grade handout exercises bench bench-book bench-grading lint clean
+.PHONY: venv book test grade handout release exercises bench bench-book bench-grading lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ grade: $(STAMP)
 # Student bundles: _build/handout/<a>/ = the exercise notebook + npdl modules of earlier chapters.
 handout: $(STAMP)
 	$(BIN)/python -m autograder handout --out _build/handout
+
+# Student edition through assignment N (a standalone tree to push to the public repository):
+# make release N=3 [OUT=../npdl-student]. Re-run with a larger N as the term goes on.
+OUT ?= _build/edition
+release: $(STAMP)
+	@test -n "$(N)" || { echo "usage: make release N=<last released assignment> [OUT=folder]"; exit 2; }
+	$(BIN)/python -m autograder release --through $(N) --out $(OUT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mlp_epoch.py

@@ -90,6 +90,18 @@ def _handout(args) -> int:
     return 0
 
 
+def _release(args) -> int:
+    from .release import ReleaseError, build_release
+
+    try:
+        files = build_release(args.through, Path(args.out))
+    except ReleaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"student edition through assignment {args.through}: {len(files)} files in {args.out}")
+    return 0
+
+
 def _gradescope(args) -> int:
     from .gradescope import build_zip
 
@@ -162,6 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=str(REPO / "_build" / "handout"))
     p.set_defaults(run=_handout)
+
+    p = sub.add_parser(
+        "release",
+        help="the student edition through assignment N: a standalone tree to publish",
+        description="Write the student edition (exercises 1..N, npdl of chapters 1..N-1, README, "
+        "requirements.txt, Binder and Colab set-up) into OUT, replacing all but OUT/.git. "
+        "See autograder/release.py.",
+    )
+    p.add_argument("--through", type=int, required=True, metavar="N")
+    p.add_argument("--out", required=True, help="folder (e.g. a clone of the public repository)")
+    p.set_defaults(run=_release)
 
     p = sub.add_parser(
         "gradescope",

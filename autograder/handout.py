@@ -27,6 +27,7 @@ MODULE_CHAPTER = {
     "data": 6,
     "optimizers": 7,
     "schedules": 7,
+    "conv": 9,
 }
 ALWAYS = ("__init__", "core")
 
@@ -36,11 +37,40 @@ def chapter_of(assignment_id: str) -> int:
     return int(assignment_id.split("_", 1)[0])
 
 
-def modules_for(assignment_id: str) -> list[str]:
-    """The npdl modules a chapter's bundle ships: core and every earlier chapter's modules."""
-    chapter = chapter_of(assignment_id)
+def modules_before(chapter: int) -> list[str]:
+    """core and the modules of every chapter before ``chapter``."""
     earlier = [m for m, c in MODULE_CHAPTER.items() if c < chapter]
     return [*ALWAYS, *sorted(earlier)]
+
+
+def modules_for(assignment_id: str) -> list[str]:
+    """The npdl modules a chapter's bundle ships: core and every earlier chapter's modules."""
+    return modules_before(chapter_of(assignment_id))
+
+
+def shipped_before(chapter: int, npdl: Path = NPDL) -> list[str]:
+    """`modules_before`, less the modules not written yet (they are simply absent)."""
+    return [m for m in modules_before(chapter) if (npdl / f"{m}.py").exists()]
+
+
+def shipped_modules(assignment_id: str, npdl: Path = NPDL) -> list[str]:
+    """What a student of ``assignment_id`` gets: `shipped_before` its chapter."""
+    return shipped_before(chapter_of(assignment_id), npdl)
+
+
+def write_npdl(dest: Path, assignment_id: str, npdl: Path = NPDL) -> list[Path]:
+    """Write ``dest/npdl/`` as a student of ``assignment_id`` gets it: `modules_for` only.
+
+    The one place that decides which reference modules leave the repository: the per-chapter
+    handout and the student edition (`autograder.release`) both call it.
+    """
+    package = Path(dest) / "npdl"
+    package.mkdir(parents=True)
+    written = []
+    for module in shipped_modules(assignment_id, npdl):
+        shutil.copyfile(npdl / f"{module}.py", package / f"{module}.py")
+        written.append(package / f"{module}.py")
+    return written
 
 
 def build_handout(
@@ -54,10 +84,6 @@ def build_handout(
         if bundle.exists():
             shutil.rmtree(bundle)
         shutil.copytree(release, bundle)
-        (bundle / "npdl").mkdir()
-        for module in modules_for(release.name):
-            src = NPDL / f"{module}.py"
-            if src.exists():  # a module not written yet is simply absent
-                shutil.copyfile(src, bundle / "npdl" / src.name)
+        write_npdl(bundle, release.name)
         bundles.append(bundle)
     return bundles
