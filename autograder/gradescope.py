@@ -153,11 +153,13 @@ def pick_notebooks(submission: Path, expected: list[str]) -> tuple[dict[str, Pat
     that name plus a suffix such as " (1)" or "-copy" (downloads, re-uploads), else, for a
     one-notebook assignment, the submission's only .ipynb. Symbolic links are never followed.
     """
-    found = []
+    found, others = [], []
     for directory, dirs, files in os.walk(submission):  # never descends into symlinked folders
         dirs[:] = [d for d in dirs if not _junk(d)]
-        found += [Path(directory, f) for f in files if f.endswith(".ipynb") and not _junk(f)
-                  and Path(directory, f).is_file() and not Path(directory, f).is_symlink()]
+        for name in (f for f in files if not _junk(f)):
+            path = Path(directory, name)
+            usable = name.endswith(".ipynb") and path.is_file() and not path.is_symlink()
+            (found if usable else others).append(path)
     found.sort(key=lambda p: (len(p.relative_to(submission).parts), str(p)))
     picked: dict[str, Path] = {}
     for nb in expected:
@@ -170,6 +172,9 @@ def pick_notebooks(submission: Path, expected: list[str]) -> tuple[dict[str, Pat
     if len(expected) == 1 and not picked and len(found) == 1:
         picked[expected[0]] = found[0]
     names = ", ".join(str(p.relative_to(submission)) for p in found) or "no .ipynb file"
+    if not found and others:
+        listed = sorted(str(p.relative_to(submission)) for p in others)[:10]
+        names += f" (files: {', '.join(listed)})"
     wanted = ", ".join(f"{nb}.ipynb" for nb in expected)
     if not picked:
         return picked, (f"No notebook to grade: expected {wanted}; your submission has {names}. "
