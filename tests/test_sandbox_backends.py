@@ -91,6 +91,7 @@ def test_each_backend_runs_cells_and_returns_plain_arrays(backend):
         out = box.remote("ReLU")().forward(x)
         assert box.backend == box.isolation["backend"] == backend
         assert box.isolation["uid"] == box.uid != 0  # the grader is root: a fresh uid
+        assert box.isolation["seccomp"] is True  # bwrap too: a second layer
     assert type(out) is np.ndarray and out.dtype == np.float32
     np.testing.assert_array_equal(out, np.maximum(x, 0))
 
@@ -413,7 +414,7 @@ def test_an_ordinary_user_grades_with_either_backend(ordinary_user, readable_pyt
         expected = "ENOENT" if backend == "bwrap" else "EACCES"
         assert got["own"] == got["repo"] == expected, (backend, got)
         assert 0 < got["forked"] < 8, (backend, got)
-    assert out["process"]["isolation"]["seccomp"] is True
+    assert out["process"]["isolation"]["seccomp"] is out["bwrap"]["isolation"]["seccomp"] is True
     assert out["process"]["isolation"]["landlock"] == landlock_abi() >= 1
     deadline = time.monotonic() + 5
     while processes_of(uid) and time.monotonic() < deadline:

@@ -129,8 +129,12 @@ def launch(name: str, limits: Limits, config: dict) -> Launch:
         if root and not has_capability(CAP_SYS_ADMIN):
             raise SandboxUnavailable(unavailable("bwrap", ""))
         uid = process.pick_ids()[0] if root else None
+        try:  # the process backend's filter as a second layer, where libseccomp is installed
+            confine = {"seccomp": process.seccomp_program()}
+        except SandboxUnavailable:
+            confine = {}
         config.update(uid=uid, gid=uid, workdir=INSIDE["work"], site=INSIDE["site"],
-                      lib=INSIDE["lib"])
+                      lib=INSIDE["lib"], confine=confine)
         return Launch(bwrap_command(limits, config, privileged=root), {"PATH": os.defpath}, None,
                       uid if root else os.getuid())
     program = process.seccomp_program()
@@ -144,7 +148,7 @@ def launch(name: str, limits: Limits, config: dict) -> Launch:
         os.chown(workdir, uid, gid)
     os.chmod(workdir, 0o700)
     config.update(uid=uid if root else None, gid=gid, workdir=workdir, site=run.site, lib=run.lib,
-                  parent=os.getpid(), confine={"rules": run.rules, "seccomp": program},
+                  confine={"rules": run.rules, "seccomp": program, "parent": os.getpid()},
                   nproc=None if root else process.nproc_for(uid, limits.max_processes))
     env = dict(process.ENV, HOME=workdir, TMPDIR=workdir)
     command = [run.python, "-I", "-S", "-B", f"{run.lib}/sandbox_child.py", json.dumps(config)]

@@ -2,15 +2,15 @@
 
 Loaded by ``child.py`` as ``sandbox_confine`` before NumPy or anything of the student's:
 ``apply(config)`` confines the current process and returns what it applied. Both backends
-use it; the bwrap backend asks only for rlimits and the uid switch (its namespaces do the
-rest), the process backend also for
+use it for rlimits, the uid switch and the seccomp filter (bwrap's namespaces do the rest); the
+process backend also asks for
 
 * ``no_new_privs`` (no setuid binary can give privileges back),
 * Landlock (kernel >= 5.13, raw syscalls): read-only beneath the paths in the rules file,
   execute only the interpreter, read-write only the private working directory; TCP bind and
   connect denied (ABI >= 4); signals and abstract Unix sockets scoped to the sandbox (ABI >= 6),
 * a seccomp BPF program compiled by the trusted side with libseccomp (see ``process.py``),
-  installed last.
+  installed last (in the bwrap backend too, when libseccomp is available).
 
 Everything the child does before `apply` returns is the project's code, never the student's.
 """
@@ -158,16 +158,20 @@ def apply(config) -> dict:
     if config.get("uid") is not None:
         switch_user(config["uid"], config["gid"])
     applied = {"uid": os.getuid(), "landlock": 0, "seccomp": False}
-    if config.get("confine"):
+    confine = config.get("confine") or {}
+    if "parent" in confine:  # a plain child process (no bwrap around it)
         _prctl(PR_SET_DUMPABLE, 1)  # a uid switch cleared it: keep /proc/self readable to itself
         _prctl(PR_SET_PDEATHSIG, 9)  # SIGKILL when the grader goes away (like --die-with-parent)
-        if os.getppid() != config["parent"]:
+        if os.getppid() != confine["parent"]:
             os._exit(0)
+    if confine:
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
-        with open(config["confine"]["rules"], encoding="utf-8") as file:
+    if confine.get("rules"):
+        with open(confine["rules"], encoding="utf-8") as file:
             rules = json.load(file)
         applied["landlock"] = landlock(rules, [config["workdir"]])
-        seccomp(bytes.fromhex(config["confine"]["seccomp"]))
+    if confine.get("seccomp"):
+        seccomp(bytes.fromhex(confine["seccomp"]))
         applied["seccomp"] = True
     os.umask(0o077)
     os.chdir(config["workdir"])
