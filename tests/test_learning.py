@@ -72,3 +72,53 @@ def test_regression_fits_a_sine():
                         verbose=0, rng=0)
     assert "accuracy" not in history.history
     assert model.evaluate(x, y, MSE())["loss"] < 1e-2  # Var(sin x) is about 0.5
+
+
+def test_digits_cnn_reaches_98_percent_and_beats_the_mlp_on_the_same_split():
+    """Chapter 9's capstone: on chapter 8's split, a small CNN beats chapter 8's MLP."""
+    from threadpoolctl import threadpool_limits
+
+    from npdl.conv import Conv2D, MaxPool2D
+    from npdl.layers import Flatten
+    from npdl.models import Callback
+    from npdl.schedules import CosineAnnealingLR
+
+    class StepSchedule(Callback):
+        def __init__(self, schedule):
+            self.schedule = schedule
+
+        def on_epoch_end(self, epoch, logs, model):
+            self.schedule.step()
+            return False
+
+    x, y = load_digits()
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, rng=0, stratify=y)
+    x_train, _, y_train, _ = train_test_split(x_rest, y_rest, test_size=0.1, rng=0,
+                                              stratify=y_rest)
+
+    def accuracy(model, train_x, test_x):
+        optimizer = SGD(lr=0.05, momentum=0.9, weight_decay=1e-3)
+        model.fit(train_x, y_train, loss=SoftmaxCrossEntropy(), optimizer=optimizer, epochs=30,
+                  batch_size=32, callbacks=[StepSchedule(CosineAnnealingLR(optimizer, T_max=30))],
+                  verbose=0, rng=0)
+        return model.evaluate(test_x, y_test, SoftmaxCrossEntropy())["accuracy"]
+
+    with threadpool_limits(limits=1):  # the book's setting: same summation order, same numbers
+        mlp_train, mean, std = standardize(x_train)
+        mlp = Sequential([Dense(64, 256, rng=0), ReLU(), Dense(256, 10, rng=10)])
+        mlp_accuracy = accuracy(mlp, mlp_train, standardize(x_test, mean, std)[0])
+
+        pixel_mean, pixel_std = x_train.mean(), x_train.std()  # one scale for all pixels
+
+        def images(flat):
+            return ((flat - pixel_mean) / pixel_std).reshape(-1, 1, 8, 8)
+
+        seeds = np.random.default_rng(0)
+        cnn = Sequential([
+            Conv2D(1, 16, 3, padding=1, rng=seeds), ReLU(), MaxPool2D(2),
+            Conv2D(16, 32, 3, padding=1, rng=seeds), ReLU(), MaxPool2D(2),
+            Flatten(), Dense(32 * 2 * 2, 10, rng=seeds),
+        ])
+        cnn_accuracy = accuracy(cnn, images(x_train), images(x_test))
+    assert cnn_accuracy >= 0.98
+    assert cnn_accuracy > mlp_accuracy
