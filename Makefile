@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv book test grade handout release exercises bench bench-book bench-grading lint clean
+.PHONY: venv book test grade handout gradescope release exercises bench bench-book bench-grading lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ grade: $(STAMP)
 # Student bundles: _build/handout/<a>/ = the exercise notebook + npdl modules of earlier chapters.
 handout: $(STAMP)
 	$(BIN)/python -m autograder handout --out _build/handout
+
+# Gradescope autograders, one per assignment: _build/gradescope/<assignment>.zip (upload as is).
+gradescope: $(STAMP)
+	for a in $$($(BIN)/python -c "from autograder.notebooks import assignments; print(*assignments())"); do \
+		$(BIN)/python -m autograder gradescope $$a --out _build/gradescope/$$a.zip || exit 1; done
 
 # Student edition through assignment N (a standalone tree to push to the public repository):
 # make release N=3 [OUT=../npdl-student]. Re-run with a larger N as the term goes on.
