@@ -18,6 +18,10 @@ from autograder.checks.compare import (
     run_student,
     tolerance,
 )
+from autograder.checks.stand_ins import replaced, sigmoid_layer
+
+# The student's components another activation may build on, and what stands in for them.
+_STAND_INS = {"Sigmoid": sigmoid_layer}
 
 _LOCAL_DERIVATIVE = {
     "ReLU": "a 0/1 mask (x > 0)", "LeakyReLU": "the slope (1 or alpha)",
@@ -55,12 +59,19 @@ def _activation_candidates(reference_cls, kwargs, x, g, out_expected, part):
 
 
 def check_activation(student_cls, reference_cls, *, kwargs=None, seed=0,
-                     parts=("forward", "backward")) -> None:
+                     parts=("forward", "backward"), namespace=None, uses=()) -> None:
     """Forward and/or backward of an activation class against the reference.
 
     float32 input is compared (with float32 tolerances) against the reference in float64.
+    ``uses``: the student's other activations this one calls (Swish and Softplus: ``Sigmoid``);
+    with ``namespace=globals()`` they are replaced by stand-ins while the check runs, so only
+    this class's own logic counts (no cascade).
     """
-    kwargs = dict(kwargs or {})
+    with replaced(namespace, {name: _STAND_INS[name] for name in uses}):
+        _check_activation(student_cls, reference_cls, dict(kwargs or {}), seed, parts)
+
+
+def _check_activation(student_cls, reference_cls, kwargs, seed, parts) -> None:
     name = getattr(student_cls, "__name__", "the activation")
     rng = np.random.default_rng(seed)
     count = 0

@@ -14,6 +14,10 @@ from autograder.checks.compare import (
     run_student,
     trusted_array,
 )
+from autograder.checks.stand_ins import fans_table, replaced
+
+_SHAPES = [(3, 5), (20, 10), (1, 7), (10, 20)]
+_BIG = (400, 300)  # the sample whose statistics are compared
 
 
 def check_function(student_fn, reference_fn, *, inputs, where=None) -> None:
@@ -47,9 +51,22 @@ def _is_orthogonal(w: np.ndarray) -> bool:
     return bool(np.allclose(gram, gram[0, 0] * np.eye(len(gram)), atol=1e-8)) and gram[0, 0] > 0
 
 
-def check_initializer(student_init, reference_init, *, seed=0) -> None:
+def check_initializer(student_init, reference_init, *, seed=0, namespace=None) -> None:
     """Shapes, dtype, use of ``rng``; then the same values as the reference for the same rng,
-    or else the same statistics (mean, std, normal vs uniform; orthogonality)."""
+    or else the same statistics (mean, std, normal vs uniform; orthogonality).
+
+    With ``namespace=globals()`` the student's ``compute_fans`` is replaced, while the check
+    runs, by a table of the right fans for the shapes drawn here: an initializer is graded on
+    its own formula, not on the student's compute_fans (no cascade).
+    """
+    from npdl.initializers import compute_fans
+
+    table = [[list(shape), list(compute_fans(shape))] for shape in [*_SHAPES, _BIG]]
+    with replaced(namespace, {"compute_fans": fans_table(table)}):
+        _check_initializer(student_init, reference_init, seed)
+
+
+def _check_initializer(student_init, reference_init, seed) -> None:
     name = getattr(student_init, "__name__", type(student_init).__name__)
     init, ref = _instance(student_init, name), _instance(reference_init, name)
     where = f"{name}.__call__"
@@ -57,7 +74,7 @@ def check_initializer(student_init, reference_init, *, seed=0) -> None:
     def draw(shape, rng):
         return trusted_array(run_student(where, init, shape, rng=rng), where=f"{where}{shape}")
 
-    for shape in [(3, 5), (20, 10), (1, 7), (10, 20)]:
+    for shape in _SHAPES:
         w = draw(shape, np.random.default_rng(seed))
         expected = ref(shape, rng=np.random.default_rng(seed))
         if w.shape != expected.shape:
@@ -83,8 +100,8 @@ def check_initializer(student_init, reference_init, *, seed=0) -> None:
                                   f"Likely mistake: use the Q of np.linalg.qr of the taller shape, "
                                   f"transpose it back, multiply by gain.")
             continue
-        big = draw((400, 300), np.random.default_rng(seed + 1))
-        big_ref = ref((400, 300), rng=np.random.default_rng(seed + 1))
+        big = draw(_BIG, np.random.default_rng(seed + 1))
+        big_ref = ref(_BIG, rng=np.random.default_rng(seed + 1))
         problem = init_statistics_message(big, big_ref)
         if problem:
             raise CheckFailed(f"{where}((400, 300)): {problem}.")

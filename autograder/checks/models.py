@@ -1,18 +1,14 @@
 """Hidden-test checks of assignment 06_models's `Sequential` that `autograder.checks` lacks.
 
 The student's `Sequential` (forward, backward, params/grads, fit_epoch) runs next to
-`npdl.models.Sequential` on seeded data; `autograder.loop_checks` covers `batches`,
-evaluate/predict, `EarlyStopping` and `clip_grad_norm`. Models are built from `npdl` layers,
-losses and optimizers only (no cascade); where a method calls the student's own ``batches``,
-the check swaps in `npdl.data.batches` for its duration (``namespace=globals()``), so one bug
-costs one test.
+`npdl.models.Sequential` on seeded data (`autograder.checks.training` covers fit_epoch and
+evaluate/predict). Models are built from `npdl` layers of earlier chapters only (no cascade).
 
-    check_fit_epoch(Sequential, namespace=globals())
+    check_sequential_forward(Sequential)
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import numpy as np
@@ -71,22 +67,6 @@ def model_pair(student_cls, kind: str, seed: int = 0, dtype=np.float64):
     student_layers = copy.deepcopy(layers)
     model = construct(student_cls, "Sequential", student_layers)
     return model, models.Sequential(copy.deepcopy(layers)), student_layers
-
-
-@contextlib.contextmanager
-def reference_helpers(namespace):
-    """Swap the notebook's ``batches`` for npdl's while a check runs (no cascade)."""
-    from npdl.data import batches
-
-    if namespace is None or "batches" not in namespace:
-        yield
-        return
-    saved = namespace["batches"]
-    namespace["batches"] = batches
-    try:
-        yield
-    finally:
-        namespace["batches"] = saved
 
 
 def check_untouched(array, saved, where, what):

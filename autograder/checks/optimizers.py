@@ -36,26 +36,87 @@ def _optimizer_variants(reference_cls, kwargs: dict) -> list:
     return [(msg, dict(kwargs, **change)) for msg, change in variants]
 
 
-def check_optimizer(student_cls, reference_cls, *, kwargs=None, steps=20, seed=0) -> None:
-    """``step(params, grads)`` over several steps and parameters (two of the same shape,
-    float64 and float32): in-place updates, untouched grads, state per position."""
-    kwargs = dict(kwargs or {})
-    name = getattr(student_cls, "__name__", "the optimizer")
-    shapes = [(3, 4), (4,), (3, 4), (2, 1)]
+_SHAPES = [(3, 4), (4,), (3, 4), (2, 1)]
+
+
+def _runs(reference_cls, kwargs, steps, seed):
+    """Per dtype: (start params, [(grads, reference params after the step)] for every step).
+    Each step's gradient points from the reference's parameters to a target, plus noise."""
     for dtype in (np.float64, np.float32):
         rng = np.random.default_rng(seed)
-        start = [rng.standard_normal(s).astype(dtype) for s in shapes]
-        targets = [rng.standard_normal(s).astype(dtype) for s in shapes]
-        ref, student = reference_cls(**kwargs), construct(student_cls, name, **kwargs)
-        ref_params, params = [p.copy() for p in start], [p.copy() for p in start]
-        history = []
-        rtol, atol = tolerance(dtype)
-        for t in range(1, steps + 1):
+        start = [rng.standard_normal(s).astype(dtype) for s in _SHAPES]
+        targets = [rng.standard_normal(s).astype(dtype) for s in _SHAPES]
+        ref, ref_params, run = reference_cls(**kwargs), [p.copy() for p in start], []
+        for _ in range(steps):
             grads = [(p - c + 0.3 * rng.standard_normal(p.shape)).astype(dtype)
                      for p, c in zip(ref_params, targets, strict=True)]
+            ref.step(ref_params, [g.copy() for g in grads])
+            run.append((grads, [p.copy() for p in ref_params]))
+        yield dtype, start, run
+
+
+def check_optimizer(student_cls, reference_cls, *, kwargs=None, steps=20, seed=0,
+                    decoupled_from=None) -> None:
+    """``step(params, grads)`` over several steps and parameters (two of the same shape,
+    float64 and float32): in-place updates, untouched grads, state per position.
+
+    ``decoupled_from`` (AdamW: the student's ``Adam``): AdamW's own logic is the decoupled
+    weight decay, p *= 1 - lr * weight_decay, then the Adam step without the L2 term. It is
+    also accepted when it follows that rule with the student's OWN Adam, whatever that Adam's
+    own mistakes (they cost the Adam test only: no cascade).
+    """
+    kwargs = dict(kwargs or {})
+    try:
+        _check_optimizer(student_cls, reference_cls, kwargs, steps, seed)
+    except CheckFailed:
+        if decoupled_from is None or not _follows_own_base(student_cls, reference_cls,
+                                                           decoupled_from, kwargs, steps, seed):
+            raise
+        name = getattr(student_cls, "__name__", "the optimizer")
+        base = getattr(decoupled_from, "__name__", "the base optimizer")
+        passed(f"{name}.step is the decoupled weight decay followed by your own {base}.step "
+               f"for {steps} steps on 4 parameters (float64, float32); {base} itself is graded "
+               f"by its own test")
+
+
+def _follows_own_base(student_cls, reference_cls, base_cls, kwargs, steps, seed) -> bool:
+    """True if the student's AdamW equals: p *= 1 - lr * wd, then the student's Adam (wd = 0)."""
+    settings = reference_cls(**kwargs)
+    lr, decay = float(settings.lr), float(settings.weight_decay)
+    base_kwargs = {**kwargs, "weight_decay": 0.0}
+    try:
+        for dtype, start, run in _runs(reference_cls, kwargs, steps, seed):
+            student = construct(student_cls, "AdamW", **kwargs)
+            base = construct(base_cls, "Adam", **base_kwargs)
+            params, own = [p.copy() for p in start], [p.copy() for p in start]
+            rtol, atol = tolerance(dtype)
+            for grads, _ in run:
+                mine, theirs = [g.copy() for g in grads], [g.copy() for g in grads]
+                run_student("AdamW.step", student.step, params, mine)
+                for p in own:
+                    p *= dtype(1 - lr * decay)
+                run_student("Adam.step", base.step, own, theirs)
+                # the same parameters, and the gradients left as the student's Adam leaves them
+                pairs = [*zip(params, own, strict=True), *zip(mine, theirs, strict=True)]
+                if any(a.dtype != b.dtype or mismatch_message(a, b, where="", rtol=rtol, atol=atol)
+                       for a, b in pairs):
+                    return False
+    except CheckFailed:
+        return False
+    return True
+
+
+def _check_optimizer(student_cls, reference_cls, kwargs, steps, seed) -> None:
+    name = getattr(student_cls, "__name__", "the optimizer")
+    for dtype, start, run in _runs(reference_cls, kwargs, steps, seed):
+        student = construct(student_cls, name, **kwargs)
+        params = [p.copy() for p in start]
+        history = []
+        rtol, atol = tolerance(dtype)
+        for t, (grads, ref_params) in enumerate(run, start=1):
+            grads = [g.copy() for g in grads]
             history.append([g.copy() for g in grads])
             before = [p.copy() for p in params]
-            ref.step(ref_params, [g.copy() for g in grads])
             run_student(f"{name}.step", student.step, list(params), grads)
             for g, saved in zip(grads, history[-1], strict=True):
                 check_unchanged(g, saved, f"{name}.step", "a gradient")
@@ -104,8 +165,6 @@ def _optimizer_mistake(student_cls, reference_cls, kwargs, start, history, param
                            "(1 - beta2**t), with t counting steps from 1", biased[i]))
     delta = {"candidates": [(m, c - before[i]) for m, c in candidates]}
     return diagnose(params[i] - before[i], ref_params[i] - before[i], context=delta)
-
-
 
 
 def adam_without_bias_correction(params, grads_history, kwargs: dict, decoupled: bool) -> list:

@@ -2,7 +2,9 @@
 
 The student's method runs next to `npdl.models.Sequential` on seeded data, with models built from
 npdl layers, losses and stand-in optimizers only (no cascade); where a method calls the student's
-own ``batches``, the check swaps in `npdl.data.batches` for its duration (``namespace=globals()``).
+own ``batches``, the check replaces it for its duration (``namespace=globals()``) by the batches
+npdl's ``batches`` gives for this check's calls, recorded as data (`stand_ins.recorded_batches`):
+npdl.data is this chapter's answer and never goes to student code.
 
     check_fit_epoch(Sequential, namespace=globals())
 """
@@ -29,9 +31,8 @@ from autograder.checks.models import (
     layer_stack,
     model_pair,
     npdl_modules,
-    reference_helpers,
 )
-from autograder.checks.stand_ins import MomentumSGD
+from autograder.checks.stand_ins import MomentumSGD, recorded_batches, replaced
 
 
 def _reference_epoch(
@@ -67,6 +68,25 @@ def _reference_epoch(
     return np.concatenate([p.ravel() for p in model.params()]), mean
 
 
+def _batches_of_this_check(n: int, batch_size: int, seed: int) -> dict:
+    """The stand-in for the student's ``batches``: npdl's mini-batches of ``n`` samples for
+    ``batch_size`` with ``rng=seed`` (or a fresh default_rng(seed)), in order without shuffling,
+    and another order for any other rng."""
+    from npdl.data import batches
+
+    index = np.arange(n)
+    shuffled = list(batches(index, batch_size=batch_size, shuffle=True,
+                            rng=np.random.default_rng(seed)))
+    plays = {
+        f"seed/{batch_size}": shuffled,
+        f"in order/{batch_size}": list(batches(index, batch_size=batch_size)),
+        f"other/{batch_size}": list(batches(np.concatenate(shuffled)[::-1].copy(),
+                                            batch_size=batch_size)),
+    }
+    fresh = str(np.random.default_rng(seed).bit_generator.state["state"])
+    return {"batches": recorded_batches(plays, seed, fresh)}
+
+
 def check_fit_epoch(student_cls, *, namespace=None, seed=0) -> None:
     """One epoch of fit: train mode, shuffled batches, forward, loss, backward, optimizer step.
 
@@ -97,7 +117,7 @@ def check_fit_epoch(student_cls, *, namespace=None, seed=0) -> None:
             f"batch_size={batch_size}, rng={seed}) with x of shape {x.shape}"
         )
         saved = x.copy(), y.copy()
-        with reference_helpers(namespace):
+        with replaced(namespace, _batches_of_this_check(n, batch_size, seed)):
             value = run_student(
                 where,
                 model.fit_epoch,
@@ -230,7 +250,7 @@ def check_evaluate(student_cls, *, namespace=None, seed=0) -> None:
                 f"Sequential.evaluate(x, y, {loss_cls.__name__}()) with {label}, "
                 f"x of shape {x.shape}"
             )
-            with reference_helpers(namespace):
+            with replaced(namespace, _batches_of_this_check(len(x), 4, seed)):
                 got = run_student(where, model.evaluate, x, y, loss_cls())
             if not np.array_equal(layers[1].buffers["running_mean"], running):
                 raise CheckFailed(
@@ -258,7 +278,7 @@ def check_evaluate(student_cls, *, namespace=None, seed=0) -> None:
                 )
             for batch_size in (None, 4):
                 call = f"Sequential.predict(x, batch_size={batch_size}) with x of shape {x.shape}"
-                with reference_helpers(namespace):
+                with replaced(namespace, _batches_of_this_check(len(x), 4, seed)):
                     out = run_student(call, model.predict, x, batch_size=batch_size)
                 _check_modes(layers, modes, call)
                 if not np.array_equal(layers[1].buffers["running_mean"], running):

@@ -48,6 +48,22 @@ def plain_python(source: str) -> str:
     return _MAGIC.sub(r"\1pass  # \2", source)
 
 
+HIDDEN_ONLY = "# graded: the hidden tests only"
+_END_HIDDEN = re.compile(r"^[ \t]*### END HIDDEN TESTS[ \t]*$", re.M)
+
+
+def graded_source(source: str) -> str:
+    """The part of a test cell that decides its grade: all of it, unless its hidden block holds
+    the line `HIDDEN_ONLY`. Then the cell ends with the hidden block: its visible tests use the
+    student's OTHER components (Swish through their Sigmoid, AdamW through their Adam) and are
+    the student's own check; the hidden checks replace those components (no cascade)."""
+    end = _END_HIDDEN.search(source)
+    marker = source.find(HIDDEN_ONLY)
+    if end is None or not 0 <= marker < end.start():
+        return source
+    return source[: end.end()]
+
+
 def trusted_cells_from_notebook(source_nb) -> dict[str, tuple[str, str]]:
     """grade_id -> ("test" | "locked", source) from the instructor's source notebook."""
     cells = {}
@@ -282,6 +298,7 @@ class TrustedNotebookRun:
 
     def _test_cell(self, source, name, count):
         started = time.monotonic()
+        source = graded_source(source)
         if not self._ensure_alive():
             return [
                 error_output(
