@@ -132,6 +132,9 @@ def run_autograder(built, submission: dict[str, bytes | nbformat.NotebookNode],
         shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
         (root / "run_autograder").chmod(0o755)
         (root / "results").mkdir()
+        metadata = {"users": [{"name": "Ada", "email": "ada@example.org", "id": 1}],
+                    "previous_submissions": []}  # as Gradescope's harness writes it, 0644
+        (root / "submission_metadata.json").write_text(json.dumps(metadata))
         for name, content in submission.items():
             path = root / "submission" / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,7 +248,7 @@ leaked = []
 ROOT, REPO = {root!r}, {repo!r}
 secrets = glob.glob(ROOT + "/source/**", recursive=True) + [
     ROOT + "/source/course/solutions/{a}/{nb}.md", ROOT + "/source/course/gradescope.json",
-    ROOT + "/source/course/reference_impl/npdl/activations.py",
+    ROOT + "/source/course/reference_impl/npdl/activations.py", ROOT + "/submission_metadata.json",
     REPO + "/solutions/{a}/{nb}.md", REPO + "/reference_impl/npdl/activations.py"]
 for path in secrets:
     try:
