@@ -152,6 +152,16 @@ class Course:
         with Gradebook(self.cfg.CourseDirectory.db_url, self.cfg.CourseDirectory.course_id):
             pass
 
+    @classmethod
+    def attach(cls, root: Path, assignments_: list[str], cell_timeout: int | None = None):
+        """A Course over an existing ``root`` whose sources, releases and gradebook are there
+        already (a copy of a course skeleton): nothing is built."""
+        course = cls.__new__(cls)
+        course.root = Path(root).resolve()
+        course.cfg = course_config(course.root, cell_timeout)
+        course.assignments = list(assignments_)
+        return course
+
     def generate_assignment(self, assignment_id: str) -> Path:
         _run(
             GenerateAssignment,

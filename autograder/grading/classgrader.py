@@ -1,174 +1,204 @@
 """`python -m autograder grade`: grade a class of submissions with the real nbgrader.
 
-OUT becomes an nbgrader course root with its own gradebook:
+OUT is an nbgrader course root with one gradebook:
 
     OUT/source/ release/ submitted/ autograded/   nbgrader's own folders
-    OUT/gradebook.db                               fresh for every run
+    OUT/gradebook.db                               what `nbgrader export` and formgrader read
     OUT/grades.csv                                 nbgrader's CSV export
     OUT/feedback/<student>/<assignment>/<nb>.html  hidden tests stripped
     OUT/results/<student>.json                     Gradescope results.json schema
+    OUT/grading.log                                details of what could not be graded, if any
+    OUT/.units/                                    the unit store (`store`): the cache
+
+A run: preflight (one sandbox runs a trivial cell, else `PreflightFailed` before anything is
+written), the key of every (student, assignment) (`keys`), the units whose committed result has
+another key graded on ``jobs`` worker processes (`parallel`, `worker`), each committed as soon as
+it is done, then OUT published from the store (`publish`). A re-run regrades only what changed;
+after a ``kill -9`` it grades only what was unfinished. ``force`` regrades everything.
 
 Fault tolerance. One broken submission costs only that student's notebook: an unreadable file
-(invalid JSON, empty, nbformat 3), a notebook under another name, or nbgrader failing on it scores
-0 on each of its tests with the reason as the test's output (and in a feedback page); student code
-that kills its sandbox, loops or floods output is handled per test by the trusted executor.
-Interruption: see `outdir` (OUT is replaced atomically, one run at a time).
+(invalid JSON, empty, nbformat 3) or a notebook under another name scores 0 on each of its tests
+with the reason; student code that kills its sandbox, loops or floods output is handled per test
+by the trusted executor. A failure that is not the student's is retried once and never scored:
+the unit stays ungraded, the run reports it (`GradingReport.failed`) and keeps every other grade.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shutil
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-import nbformat
-from nbgrader.api import Gradebook
-from nbgrader.plugins.export import CsvExportPlugin
-from sqlalchemy.exc import SAWarning
-from tqdm import tqdm
+from ..notebooks import REPO, SOLUTIONS, assignments, sources
+from .keys import Dependencies, course_key, unit_key
+from .outdir import OutLock, check_out, clear_leftovers, write_atomic
+from .parallel import run_jobs, usable_cores
+from .progress import Progress
+from .publish import Publisher
+from .store import Store
+from .submissions import InstructorError, locate_submissions, scan_class, why_unusable
+from .worker import Job
 
-from ..notebooks import SOLUTIONS, assignments, sources
-from ..pipeline import Course, NbgraderFailed, repair_submission
-from .outdir import OutLock, check_out, clear_leftovers, replace_out
-from .results import write_results
-from .submissions import locate_submissions, scan_class, why_unusable
+
+class PreflightFailed(InstructorError):
+    """No sandbox can start on this machine: nothing can be graded (the instructor's to fix)."""
+
+
+@dataclasses.dataclass
+class GradingReport:
+    results: dict[str, dict]  # student -> results.json, for students with everything graded
+    graded: int  # units graded in this run
+    reused: int  # units whose committed result was still valid
+    failed: dict[tuple[str, str], str]  # (student, assignment) -> why it is not graded
+    backend: str  # the sandbox backend used
+    workers: int
+    peak_rss_mb: dict[int, float]  # worker pid -> its peak resident memory (MB)
+
+
+def _preflight(backend: str | None) -> str:
+    """The sandbox backend ``backend`` (None: $NPDL_SANDBOX, else auto) after it ran a cell."""
+    from ..sandbox import SandboxUnavailable, preflight
+
+    try:
+        return preflight(backend)
+    except SandboxUnavailable as exc:
+        raise PreflightFailed(
+            f"grade: the grading sandbox cannot start, so nothing was graded.\n{exc}"
+        ) from None
 
 
 class ClassGrader:
-    """Grades one class of submissions into ``out`` (rebuilt atomically, see the module doc)."""
+    """Grades one class of submissions into ``out`` (see the module doc)."""
 
-    def __init__(self, out: Path, solutions: Path = SOLUTIONS, cell_timeout: int | None = None):
+    def __init__(self, out: Path, solutions: Path = SOLUTIONS, cell_timeout: int | None = None,
+                 jobs: int | None = None, sandbox: str | None = None, force: bool = False):
         self.out = Path(out).resolve()
-        self.solutions = solutions
+        self.solutions = Path(solutions)
         self.cell_timeout = cell_timeout
+        self.jobs = jobs or usable_cores()
+        self.sandbox, self.force = sandbox, force
         self.expected = {
-            a: [md.stem for md in sources(a, solutions)] for a in assignments(solutions)
+            a: [md.stem for md in sources(a, self.solutions)] for a in assignments(self.solutions)
         }
-        self.work = self.out  # the course root being written: OUT.tmp-<pid> during run()
+        self.store = Store(self.out / ".units")
 
     def run(self, submissions: Path, progress: bool = True) -> dict[str, dict]:
+        """Grade the class; the results of the fully graded students (``self.report`` has the
+        rest: counts, ungraded units, workers)."""
+        self.report = self._run(Path(submissions), progress)
+        return self.report.results
+
+    def _run(self, submissions: Path, progress: bool) -> GradingReport:
         check_out(self.out, submissions)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        with OutLock(self.out):
-            clear_leftovers(self.out)
-            self.work = self.out.parent / f"{self.out.name}.tmp-{os.getpid()}"
-            try:
-                results = self._grade_class(Path(submissions), progress)
-                replace_out(self.work, self.out)
-            finally:
-                shutil.rmtree(self.work, ignore_errors=True)
-                self.work = self.out
-        return results
-
-    def _grade_class(self, submissions: Path, progress: bool) -> dict[str, dict]:
-        with tempfile.TemporaryDirectory(prefix="npdl-unzip-") as unzip:
+        with OutLock(self.out), tempfile.TemporaryDirectory(prefix="npdl-unzip-") as unzip:
             root = locate_submissions(submissions, Path(unzip), set(self.expected))
             roster = scan_class(root, self.expected)
-            used = sorted({a for work in roster.values() for a in work})
-            course = Course(
-                self.work, only=used, solutions=self.solutions, cell_timeout=self.cell_timeout
-            )
-            problems = self._copy_in(root, roster)
-        self._grade(course, roster, used, progress)
-        with Gradebook(
-            course.cfg.CourseDirectory.db_url, course.cfg.CourseDirectory.course_id
-        ) as gb:
-            for student in roster:  # students with nothing gradable still get their row of zeros
-                gb.update_or_create_student(student)
-            CsvExportPlugin(to=str(self.work / "grades.csv")).export(gb)
-            problems.update(self.failures)
-            return write_results(gb, self.work, self.solutions, self.expected, roster, problems)
+            backend = _preflight(self.sandbox)
+            clear_leftovers(self.out)
+            from sqlalchemy.exc import SAWarning
 
-    def _copy_in(self, root: Path, roster) -> dict[tuple[str, str, str], str]:
-        """Copy usable notebooks into OUT/submitted; return (student, a, nb) -> problem."""
-        problems = {}
+            before = os.environ.get("NPDL_SANDBOX")
+            os.environ["NPDL_SANDBOX"] = backend  # the workers use what the preflight checked
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", SAWarning)  # nbgrader's harmless autoflushes
+                    return self._grade(root, roster, backend, progress)
+            finally:
+                if before is None:
+                    os.environ.pop("NPDL_SANDBOX", None)
+                else:
+                    os.environ["NPDL_SANDBOX"] = before
+
+    def _grade(self, root: Path, roster, backend: str, progress: bool) -> GradingReport:
+        problems = {}  # (student, assignment, notebook) -> why it scored 0
         for student, work in roster.items():
             for a, names in work.items():
-                target = self.work / "submitted" / student / a
-                target.mkdir(parents=True, exist_ok=True)
                 for nb in self.expected[a]:
                     why = why_unusable(root / student / a, nb, nb in names)
-                    if why is None:
-                        shutil.copyfile(root / student / a / f"{nb}.ipynb", target / f"{nb}.ipynb")
-                    else:
+                    if why is not None:
                         problems[(student, a, nb)] = why
-                # From here on the roster lists only what nbgrader will grade.
                 names[:] = [nb for nb in names if (student, a, nb) not in problems]
-        return problems
+        used = sorted({a for work in roster.values() for a in work})
+        options = {"cell_timeout": self.cell_timeout, "sandbox": backend}
+        deps = Dependencies(self.solutions, options, REPO / "nbgrader_config.py")
+        self._course(used, deps)
 
-    def _repair_submission(self, a: str, student: str, names: list[str]) -> None:
-        """Rewrite submitted notebooks nbgrader cannot grade as they are (`repair_submission`)."""
-        for nb in names:
-            path = self.work / "submitted" / student / a / f"{nb}.ipynb"
-            try:
-                release = nbformat.read(self.work / "release" / a / f"{nb}.ipynb", as_version=4)
-                submitted = nbformat.read(path, as_version=4)
-                repaired = repair_submission(submitted, release)
-            except Exception:  # noqa: BLE001 - unrepairable: nbgrader decides, per student
-                continue
-            if repaired != submitted:
-                nbformat.write(repaired, path)
-
-    def _log(self, bar, student: str, a: str, exc: Exception) -> None:
-        with open(self.work / "grading.log", "a", encoding="utf-8") as log:
-            log.write(f"--- {student}/{a}\n{exc}\n")
-        bar.write(
-            f"warning: nbgrader could not grade {student}/{a}; "
-            f"details in {self.out / 'grading.log'}"
-        )
-
-    def _grade(self, course: Course, roster, used: list[str], progress: bool) -> None:
-        """Autograde and write feedback, one assignment after another.
-
-        Sequential on purpose: nbgrader's gradebook sessions, its chdirs and Python's warning
-        filters are process-wide, and grading threads racing on them lost submissions.
-        """
-        by_assignment: dict[str, list[tuple[str, int]]] = {a: [] for a in used}
+        units, jobs = {}, []
         for student, work in sorted(roster.items()):
-            for a, names in work.items():
-                if names:  # nothing readable: nothing for nbgrader to do
-                    by_assignment[a].append((student, len(names)))
-        total = sum(n for jobs in by_assignment.values() for _, n in jobs)
-        bar = tqdm(
-            total=total, unit="notebook", desc="grading", disable=not progress, file=sys.stderr
-        )
-        self.failures: dict[tuple[str, str], str] = {}
+            for a, names in sorted(work.items()):
+                if not names:  # nothing readable: nothing for nbgrader to do
+                    units[(student, a)] = None
+                    continue
+                key = unit_key(deps.key(a), student, root / student / a, names)
+                unit = None if self.force else self.store.load(student, a, key)
+                units[(student, a)] = unit
+                if unit is None:
+                    jobs.append(Job(student, a, tuple(names), str(root / student / a), key,
+                                    str(self.store.root), str(self.solutions), self.cell_timeout))
+        self.store.forget(set(units))
+        jobs.sort(key=self._cost, reverse=True)  # longest first: the last worker idles least
 
-        def grade_assignment(a: str) -> None:
-            # Every submitted assignment enters the gradebook, so grades.csv has a row for
-            # each student even when nobody's notebook could be read.
-            course.generate_assignment(a)
-            for student, count in by_assignment[a]:
-                try:
-                    self._repair_submission(a, student, roster[student][a])
-                    course.autograde(a, student)
-                except NbgraderFailed as exc:  # the grader failed on this submission only
-                    self.failures[(student, a)] = (
-                        "this assignment could not be graded automatically (nbgrader failed "
-                        "on the submission; your instructor has the details in grading.log)."
-                    )
-                    self._log(bar, student, a, exc)
-                else:
-                    try:
-                        course.generate_feedback(a, student)
-                    except NbgraderFailed as exc:  # scores stand; a fallback page is written
-                        self._log(bar, student, a, exc)
-                bar.set_postfix_str(f"{student}/{a}", refresh=False)
-                bar.update(count)
-
-        cwd = os.getcwd()
-        # nbgrader converters chdir into the course root and back; starting from the root
-        # keeps the working directory right whatever nbgrader leaves behind.
-        os.chdir(self.work)
+        gradable = sum(1 for unit in units.values() if unit is not None) + len(jobs)
+        bar = Progress(gradable, gradable - len(jobs), progress)
+        failed, logs, rss = {}, [], {}
         try:
-            with warnings.catch_warnings():
-                # nbgrader's gradebook triggers harmless SQLAlchemy autoflush warnings
-                warnings.simplefilter("ignore", SAWarning)
-                for a in used:
-                    grade_assignment(a)
+            outcomes = run_jobs(jobs, self.jobs, bar.done) if jobs else {}
+        finally:
+            bar.close()
+        for (student, a), outcome in sorted(outcomes.items()):
+            if outcome.get("pid"):
+                rss[outcome["pid"]] = max(rss.get(outcome["pid"], 0), outcome["rss_kb"] / 1024)
+            if outcome["status"] == "infrastructure":
+                failed[(student, a)] = outcome["message"]
+                logs.append(f"--- {student}/{a}: not graded (infrastructure)\n"
+                            f"{outcome['message']}\n")
+            else:
+                units[(student, a)] = self.store.load(student, a)
+        for (student, a), unit in sorted(units.items()):
+            if unit is not None and unit["status"] == "student_error":
+                logs.append(f"--- {student}/{a}: scored 0 (nbgrader failed)\n{unit['log']}\n")
+        results = Publisher(self.out, self.store, self.solutions, self.expected).publish(
+            roster, {k: v for k, v in units.items() if k not in failed}, problems, failed, logs
+        )
+        return GradingReport(results, len(jobs) - len(failed), gradable - len(jobs), failed,
+                             backend, min(self.jobs, len(jobs)), rss)
+
+    def _cost(self, job: Job) -> tuple[float, str]:
+        """Expected seconds of a job: the last time this assignment was graded, if known."""
+        unit = self.store.load(job.student, job.assignment)
+        return (unit or {}).get("seconds", 0.0), job.assignment
+
+    def _course(self, used: list[str], deps: Dependencies) -> None:
+        """Build the course skeleton ``.units/.course`` (sources, releases, a gradebook with the
+        assignments) unless the one there was built from the same sources and code."""
+        import json
+        import shutil
+
+        from ..pipeline import Course
+
+        key = course_key({a: deps.key(a) for a in used})
+        info = self.store.read_json(".course/course.json") or {}
+        if info.get("key") == key:
+            return
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        stage = self.store.root / f".course.tmp-{os.getpid()}"
+        old = self.store.root / f".course.old-{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        cwd = os.getcwd()
+        try:
+            course = Course(stage, only=used, solutions=self.solutions)
+            os.chdir(stage)
+            for a in used:
+                course.generate_assignment(a)
+            os.chdir(cwd)
+            write_atomic(stage / "course.json", json.dumps({"key": key, "assignments": used}))
+            if self.store.course.exists():
+                os.rename(self.store.course, old)
+            os.rename(stage, self.store.course)
         finally:
             os.chdir(cwd)
-            bar.close()
+            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,23 +1,28 @@
-"""The output folder OUT: one run at a time, and never half-written.
+"""The output folder OUT: one run at a time, and never a half-written file.
 
-A run grades into the sibling ``OUT.tmp-<pid>`` and only a complete result replaces OUT (rename),
-so a killed run leaves the previous OUT (or none) plus a stale ``OUT.tmp-*`` that the next run
-deletes. ``.OUT.lock`` (next to OUT, an flock released by the kernel when the process dies) stops
-two runs writing the same OUT; a leftover lock file from a killed run is harmless.
+``.OUT.lock`` (next to OUT, an flock the kernel releases when the process dies) stops two runs
+writing the same OUT; a leftover lock file from a killed run is harmless.
+
+Every file a run writes into OUT appears through a rename: it is written to a hidden sibling
+``.<name>.tmp-<pid>``, flushed to disk (fsync) and renamed over its final name, so a reader (or a
+run killed with ``kill -9``) only ever sees a previous complete version or the new one. The next
+run deletes the hidden leftovers of a killed one (see `clear_leftovers`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 from pathlib import Path
 
 from .submissions import InstructorError, is_junk
 
 NBGRADER_DIRS = ("source", "release", "submitted", "autograded", "feedback", "results")
-# What a grading run writes into OUT; anything else means OUT is not ours to replace.
+# What a grading run writes into OUT; anything else means OUT is not ours to write into.
 OURS = {*NBGRADER_DIRS, "gradebook.db", "grades.csv", "grading.log"}
+_LEFTOVER = re.compile(r"^\..+\.(tmp|old)-\d+(-\d+)?$")  # `.<name>.tmp-<pid>[-<n>]`
 
 
 class OutLock:
@@ -53,30 +58,77 @@ def check_out(out: Path, submissions: Path) -> None:
     if any(a.resolve().is_relative_to(b.resolve()) for a, b in inside):
         raise InstructorError(
             "grade: the output folder and the submissions must not contain each other "
-            f"(OUT is wiped). Received: submissions={submissions}, --out {out}"
+            f"(OUT is rewritten). Received: submissions={submissions}, --out {out}"
         )
     if out.exists() and not out.is_dir():
         raise InstructorError(f"grade: --out must be a folder. Received: file {out}")
     if out.is_dir():
         strangers = sorted(p.name for p in out.iterdir() if p.name not in OURS and not is_junk(p))
-        if strangers:  # never replace a folder that a grading run did not write
+        if strangers:  # never write into a folder that a grading run did not write
             raise InstructorError(
-                "grade: --out exists and is not a grading output (it is replaced as a "
-                f"whole). Received: {out} holding {strangers[:5]}"
+                "grade: --out exists and is not a grading output (the run rewrites it). "
+                f"Received: {out} holding {strangers[:5]}"
             )
 
 
 def clear_leftovers(out: Path) -> None:
-    """Delete what killed runs left next to OUT (the caller holds the lock: they are dead)."""
+    """Delete what killed runs left (the caller holds the lock: their writers are dead):
+    the whole-OUT scratch folders of earlier versions and every hidden ``.x.tmp-<pid>``."""
     for pattern in (f"{out.name}.tmp-*", f"{out.name}.old-*"):
         for stale in out.parent.glob(pattern):
             shutil.rmtree(stale, ignore_errors=True)
+    if not out.is_dir():
+        return
+    for folder, dirs, files in os.walk(out):
+        for name in [*dirs, *files]:
+            if _LEFTOVER.match(name):
+                path = Path(folder) / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        dirs[:] = [d for d in dirs if not _LEFTOVER.match(d)]
 
 
-def replace_out(work: Path, out: Path) -> None:
-    """Make the finished ``work`` folder OUT with renames only (atomic on one file system)."""
-    old = out.parent / f"{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.rename(out, old)
-    os.rename(work, out)
-    shutil.rmtree(old, ignore_errors=True)
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a hidden temp file, fsync and rename (all or nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def sync_file(source: Path, target: Path) -> bool:
+    """Make ``target`` a copy of ``source`` (atomically) unless it already is; True if written."""
+    data = source.read_bytes()
+    try:
+        if target.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    write_atomic(target, data)
+    return True
+
+
+def prune(folder: Path, keep: set[Path]) -> None:
+    """Delete every file under ``folder`` not in ``keep``, then the folders left empty."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif path not in keep:
+            path.unlink()

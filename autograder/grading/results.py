@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from pathlib import Path
@@ -28,18 +29,16 @@ def cell_feedback(cell) -> str:
     return "".join(parts).strip()
 
 
-def fallback_feedback(page: Path, student: str, a: str, nb: str, reason: str, tests) -> None:
+def fallback_feedback(student: str, a: str, nb: str, reason: str, tests) -> str:
     """A feedback page for a notebook nbgrader could not grade: the reason, every test 0."""
     rows = "".join(
         f"<tr><td>{html.escape(t['name'])}</td><td>0 / {t['max_score']:g}</td></tr>" for t in tests
     )
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(
+    return (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(nb)}</title>"
         f"</head><body><h1>{html.escape(f'{a}/{nb}.ipynb')} ({html.escape(student)})</h1>"
         f"<p><strong>Not graded:</strong> {html.escape(reason)}</p>"
-        f"<table><tr><th>test</th><th>score</th></tr>{rows}</table></body></html>\n",
-        encoding="utf-8",
+        f"<table><tr><th>test</th><th>score</th></tr>{rows}</table></body></html>\n"
     )
 
 
@@ -76,36 +75,50 @@ def notebook_tests(gb: Gradebook, work: Path, solutions: Path, student: str, a: 
     return tests
 
 
-def write_results(gb: Gradebook, work: Path, solutions: Path, expected: dict[str, list[str]],
-                  roster, problems: dict) -> dict[str, dict]:
-    """Write ``work/results/<student>.json`` for every student; return them by student.
+@functools.cache
+def _graded_cells(solutions: Path, a: str, nb: str) -> dict[str, float]:
+    return graded_cells(build_notebook(solutions / a / f"{nb}.md"))
 
-    ``problems`` maps (student, assignment, notebook) or (student, assignment) to the reason the
-    work scored 0; such notebooks also get a fallback feedback page if nbgrader wrote none.
+
+def problem_tests(solutions: Path, a: str, nb: str, problem: str) -> list[dict]:
+    """The results.json tests of a notebook that scored 0 for ``problem``."""
+    return [
+        {"name": grade_id, "score": 0.0, "max_score": float(points), "output": problem,
+         "visibility": "visible", "tags": [a, nb]}
+        for grade_id, points in _graded_cells(solutions, a, nb).items()
+    ]
+
+
+def student_result(student: str, handed_in: dict[str, dict | None], solutions: Path,
+                   expected: dict[str, list[str]], problems: dict) -> tuple[dict, dict]:
+    """``results/<student>.json`` from the student's committed units, and the fallback feedback
+    pages (relative path -> html) of the notebooks that scored 0 for a problem.
+
+    ``handed_in``: assignment -> its committed unit (None if no notebook could be graded).
+    ``problems``: (student, assignment, notebook) -> why that notebook scored 0.
     """
-    results_dir = work / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    everything = {}
-    for student, handed_in in roster.items():
-        tests, notes = [], []
-        for a in sorted(handed_in):
-            for nb in expected[a]:
-                problem = problems.get((student, a, nb)) or problems.get((student, a))
-                found = notebook_tests(gb, work, solutions, student, a, nb, problem)
-                tests += found
-                if problem is not None:
-                    notes.append(f"{a}/{nb}.ipynb scored 0: {problem}")
-                    page = work / "feedback" / student / a / f"{nb}.html"
-                    if not page.exists():
-                        fallback_feedback(page, student, a, nb, problem, found)
-        result = {
-            "score": round(sum(t["score"] for t in tests), 6),
-            "max_score": sum(t["max_score"] for t in tests),
-            "output": "\n".join([f"Graded assignments: {', '.join(sorted(handed_in))}.", *notes]),
-            "tests": tests,
-        }
-        (results_dir / f"{student}.json").write_text(
-            json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        everything[student] = result
-    return everything
+    tests, notes, pages = [], [], {}
+    for a in sorted(handed_in):
+        unit = handed_in[a] or {}
+        for nb in expected[a]:
+            problem = problems.get((student, a, nb))
+            if problem is None and unit.get("status") == "student_error":
+                problem = unit["message"]
+            if problem is None:
+                tests += unit["tests"][nb]
+                continue
+            found = problem_tests(solutions, a, nb, problem)
+            tests += found
+            notes.append(f"{a}/{nb}.ipynb scored 0: {problem}")
+            pages[f"{a}/{nb}.html"] = fallback_feedback(student, a, nb, problem, found)
+    result = {
+        "score": round(sum(t["score"] for t in tests), 6),
+        "max_score": sum(t["max_score"] for t in tests),
+        "output": "\n".join([f"Graded assignments: {', '.join(sorted(handed_in))}.", *notes]),
+        "tests": tests,
+    }
+    return result, pages
+
+
+def results_json(result: dict) -> str:
+    return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
