@@ -49,6 +49,7 @@ release: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mlp_epoch.py
+	$(BIN)/python benchmarks/bench_conv.py
 
 bench-book: $(STAMP)
 	$(BIN)/python benchmarks/bench_book_build.py

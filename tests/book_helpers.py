@@ -39,6 +39,7 @@ CHAPTERS = {
     "book/06_models": "06_models/models.ipynb",
     "book/07_optimizers": "07_optimizers/optimizers.ipynb",
     "book/08_capstone": "08_capstone/capstone.ipynb",
+    "book/09_convolutions": "09_convolutions/convolutions.ipynb",
 }
 
 # npdl modules whose functions and methods are exercises: their bodies must never be shown.
@@ -51,6 +52,7 @@ GRADED_MODULES = (
     "npdl.models",
     "npdl.optimizers",
     "npdl.schedules",
+    "npdl.conv",
 )
 # Methods that are plumbing, not answers (constructors, printing, container protocol).
 _SKIP_FUNCTIONS = {"__init__", "__repr__", "__str__", "__len__", "__getitem__", "__iter__", "name"}
