@@ -98,15 +98,15 @@ class Activation(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: any shape, float32 or float64 -> f(x), same shape and dtype."""
-        x = float_array(x, repr(self))
+        x = float_array(x, self)
         y = self._forward(x)
         self._input_shape, self._dtype = x.shape, x.dtype
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """grad_output: dL/dy, shape of the forward input -> dL/dx, same shape."""
-        shape = require_cache(self._input_shape, repr(self))
-        grad = float_array(grad_output, repr(self), dtype=self._dtype, what="grad_output")
+        shape = require_cache(self._input_shape, self)
+        grad = float_array(grad_output, self, dtype=self._dtype, what="grad_output")
         if grad.shape != shape:
             raise ShapeError(
                 f"{self!r}: expected grad_output of shape {shape} (the forward input's). "
@@ -157,11 +157,12 @@ class ReLU(Activation):
     """y = max(x, 0);  dy/dx = 1 if x > 0 else 0 (0 at the kink, like torch)."""
 
     def _forward(self, x):
-        self._mask = x > 0
+        # dy/dx as 0.0/1.0 in x's dtype: float * float in backward is faster than float * bool
+        self._slope = (x > 0).astype(x.dtype)
         return np.maximum(x, 0)
 
     def _backward(self, grad):
-        return np.multiply(grad, self._mask)
+        return grad * self._slope
 
 
 class LeakyReLU(Activation):

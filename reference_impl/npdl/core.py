@@ -20,15 +20,17 @@ class NotReadyError(RuntimeError):
     """A method was called out of order (e.g. ``backward`` before ``forward``)."""
 
 
-def float_array(x, who: str, dtype=None, what: str = "input") -> np.ndarray:
+def float_array(x, who, dtype=None, what: str = "input") -> np.ndarray:
     """Return ``x`` as a floating-point ndarray, rejecting integers and bools.
 
     With ``dtype`` given, float input of another precision is cast to it;
     otherwise its own float dtype is kept (float32 stays float32).
+    ``who`` names the caller in errors: a string, or the component itself
+    (then its repr is built only when an error is raised, not on every call).
     """
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f":  # same test as np.issubdtype(dtype, np.floating), but cheaper
         raise TypeError(
             f"{who}: expected a floating-point {what} (float32 or float64). "
             f"Received: dtype={x.dtype}. Convert it first, e.g. x.astype(np.float64)."
@@ -38,7 +40,7 @@ def float_array(x, who: str, dtype=None, what: str = "input") -> np.ndarray:
     return x
 
 
-def check_ndim(x: np.ndarray, ndim: int, who: str, what: str = "input", hint: str = "") -> None:
+def check_ndim(x: np.ndarray, ndim: int, who, what: str = "input", hint: str = "") -> None:
     """Raise `ShapeError` unless ``x.ndim == ndim``."""
     if x.ndim != ndim:
         raise ShapeError(
@@ -46,7 +48,7 @@ def check_ndim(x: np.ndarray, ndim: int, who: str, what: str = "input", hint: st
         )
 
 
-def check_same_shape(a: np.ndarray, b: np.ndarray, who: str, a_name: str, b_name: str) -> None:
+def check_same_shape(a: np.ndarray, b: np.ndarray, who, a_name: str, b_name: str) -> None:
     """Raise `ShapeError` unless two arrays have exactly the same shape (no broadcasting)."""
     if a.shape != b.shape:
         raise ShapeError(
@@ -55,7 +57,7 @@ def check_same_shape(a: np.ndarray, b: np.ndarray, who: str, a_name: str, b_name
         )
 
 
-def require_cache(value, who: str):
+def require_cache(value, who):
     """Return a cached value, or explain that ``forward`` must run first."""
     if value is None:
         raise NotReadyError(

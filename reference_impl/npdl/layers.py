@@ -38,7 +38,7 @@ def _float_dtype(dtype, who: str) -> np.dtype:
     return dtype
 
 
-def _grad_like(grad_output, expected_shape: tuple, who: str, dtype=None) -> np.ndarray:
+def _grad_like(grad_output, expected_shape: tuple, who, dtype=None) -> np.ndarray:
     """Check that ``grad_output`` is a float array shaped like the forward output."""
     g = float_array(grad_output, who, dtype=dtype, what="grad_output")
     if g.shape != tuple(expected_shape):
@@ -87,7 +87,7 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x (batch, in_features) -> x @ W + b, (batch, out_features)."""
-        x = float_array(x, repr(self), dtype=self.dtype)
+        x = float_array(x, self, dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ShapeError(
                 f"{self!r}: expected input of shape (batch, {self.in_features}). "
@@ -103,10 +103,10 @@ class Dense(Layer):
 
         Overwrites ``grads["W"] = x^T g`` and ``grads["b"] = sum over the batch of g``.
         """
-        x = require_cache(self._x, repr(self))
-        g = _grad_like(grad_output, (x.shape[0], self.out_features), repr(self), self.dtype)
+        x = require_cache(self._x, self)
+        g = _grad_like(grad_output, (x.shape[0], self.out_features), self, self.dtype)
         np.matmul(x.T, g, out=self.grads["W"])
-        np.sum(g, axis=0, out=self.grads["b"])
+        g.sum(axis=0, out=self.grads["b"])
         if not need_input_grad:
             return None
         return g @ self.params["W"].T
@@ -146,7 +146,7 @@ class Dropout(Layer):
         self._shape: tuple | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = float_array(x, repr(self))
+        x = float_array(x, self)
         self._shape = x.shape
         if not self.training or self.rate == 0.0:
             self._mask = None
@@ -156,9 +156,9 @@ class Dropout(Layer):
         return x * self._mask
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        shape = require_cache(self._shape, repr(self))
+        shape = require_cache(self._shape, self)
         dtype = None if self._mask is None else self._mask.dtype
-        g = _grad_like(grad_output, shape, repr(self), dtype)
+        g = _grad_like(grad_output, shape, self, dtype)
         return g if self._mask is None else g * self._mask
 
     def __repr__(self) -> str:
@@ -176,7 +176,7 @@ class Flatten(Layer):
         self._shape: tuple | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = float_array(x, repr(self))
+        x = float_array(x, self)
         if x.ndim < 2:
             raise ShapeError(
                 f"{self!r}: expected input of shape (batch, d1, ...) with at least 2 dimensions. "
@@ -186,8 +186,8 @@ class Flatten(Layer):
         return x.reshape(self.output_shape(x.shape))
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        shape = require_cache(self._shape, repr(self))
-        g = _grad_like(grad_output, self.output_shape(shape), repr(self))
+        shape = require_cache(self._shape, self)
+        g = _grad_like(grad_output, self.output_shape(shape), self)
         return g.reshape(shape)
 
     def output_shape(self, input_shape: tuple) -> tuple:
@@ -236,7 +236,7 @@ class BatchNorm(Layer):
         self._cache: tuple | None = None  # (xhat, std, batch statistics used?)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = float_array(x, repr(self), dtype=self.dtype)
+        x = float_array(x, self, dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.num_features:
             raise ShapeError(
                 f"{self!r}: expected input of shape (batch, {self.num_features}). "
@@ -272,8 +272,8 @@ class BatchNorm(Layer):
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True):
         """g (N, num_features) -> dx (N, num_features), or None; overwrites dgamma, dbeta."""
-        xhat, std, batch_stats = require_cache(self._cache, repr(self))
-        g = _grad_like(grad_output, xhat.shape, repr(self), self.dtype)
+        xhat, std, batch_stats = require_cache(self._cache, self)
+        g = _grad_like(grad_output, xhat.shape, self, self.dtype)
         np.sum(g * xhat, axis=0, out=self.grads["gamma"])
         np.sum(g, axis=0, out=self.grads["beta"])
         if not need_input_grad:

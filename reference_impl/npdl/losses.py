@@ -55,7 +55,7 @@ class Loss:
 
     def forward(self, pred, target) -> float:
         """pred, target: arrays of the same shape -> the loss as a Python float."""
-        pred = float_array(pred, repr(self), what="pred")
+        pred = float_array(pred, self, what="pred")
         if pred.size == 0:
             raise ShapeError(f"{self!r}: expected a non-empty pred. Received: shape={pred.shape}.")
         target = self._check_target(pred, np.asarray(target))
@@ -65,7 +65,7 @@ class Loss:
 
     def backward(self) -> np.ndarray:
         """dL/dpred for the last ``forward`` call: shape and dtype of ``pred``."""
-        require_cache(self._pred, repr(self))
+        require_cache(self._pred, self)
         return self._backward()
 
     def _check_target(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -74,7 +74,7 @@ class Loss:
             raise TypeError(
                 f"{self!r}: expected a real numeric target. Received: dtype={target.dtype}."
             )
-        check_same_shape(pred, target, repr(self), "pred", "target")
+        check_same_shape(pred, target, self, "pred", "target")
         return target.astype(pred.dtype, copy=False)
 
     def _check_range(self, a: np.ndarray, what: str, low: float = 0.0, high: float = 1.0) -> None:
@@ -201,7 +201,7 @@ class CategoricalCrossEntropy(Loss):
     """
 
     def _check_target(self, pred, target):
-        check_ndim(pred, 2, repr(self), "pred", " of shape (batch, classes)")
+        check_ndim(pred, 2, self, "pred", " of shape (batch, classes)")
         target = super()._check_target(pred, target)
         self._check_range(pred, "pred (probabilities; use SoftmaxCrossEntropy for logits)")
         self._check_one_hot(target)
@@ -224,7 +224,7 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     def _check_target(self, pred, target):
-        check_ndim(pred, 2, repr(self), "logits", " of shape (batch, classes)")
+        check_ndim(pred, 2, self, "logits", " of shape (batch, classes)")
         if np.issubdtype(target.dtype, np.integer) and target.ndim == 1:
             return self._check_labels(pred, target)
         target = super()._check_target(pred, target)
@@ -246,15 +246,15 @@ class SoftmaxCrossEntropy(Loss):
         return labels
 
     def _forward(self, pred, target):
-        shifted = pred - np.max(pred, axis=1, keepdims=True)
+        shifted = pred - pred.max(axis=1, keepdims=True)
         probs = np.exp(shifted)
-        sums = np.sum(probs, axis=1, keepdims=True)
+        sums = probs.sum(axis=1, keepdims=True)
         probs /= sums
         self._probs = probs
         log_sums = np.log(sums)
         if target.ndim == 1:
             picked = shifted[np.arange(len(target)), target]
-            return (np.sum(log_sums) - np.sum(picked)) / pred.shape[0]
+            return (log_sums.sum() - picked.sum()) / pred.shape[0]
         return -np.sum(target * (shifted - log_sums)) / pred.shape[0]
 
     def _backward(self):
@@ -299,7 +299,7 @@ class KLDivergence(Loss):
     """
 
     def _check_target(self, pred, target):
-        check_ndim(pred, 2, repr(self), "pred", " of shape (batch, classes)")
+        check_ndim(pred, 2, self, "pred", " of shape (batch, classes)")
         target = super()._check_target(pred, target)
         self._check_range(pred, "pred (probabilities)")
         self._check_range(target, "target (probabilities)")

@@ -94,7 +94,7 @@ class Optimizer:
             self._check_pair(who, i, p, g)
 
     def _check_pair(self, who: str, i: int, p, g) -> None:
-        if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
+        if not isinstance(p, np.ndarray) or p.dtype.kind != "f":  # a floating dtype
             raise TypeError(
                 f"{who}: expected params[{i}] to be a floating-point ndarray. "
                 f"Received: {type(p).__name__} with dtype={getattr(p, 'dtype', None)}."
