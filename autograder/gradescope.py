@@ -50,6 +50,7 @@ TEMPLATES = Path(__file__).resolve().parent / "gradescope_files"
 GRADING_EXTRAS = ("nbgrader", "pyseccomp")
 NOT_SHIPPED = re.compile(r"^(torch|nvidia-|triton|playwright|jupyter-book|pytest|hypothesis|ruff)"
                          r"|sphinx", re.IGNORECASE)
+TIME_LIMIT, GRACE = 420, 120  # s: the notebook's sandbox session; + start-up and nbgrader
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same zip
 STUDENT = "student"  # the one student of the class ClassGrader grades
 
@@ -66,8 +67,12 @@ def _requirement_lines(path: Path) -> list[str]:
 
 
 def runtime_requirements(repo: Path = REPO) -> tuple[str, str]:
-    """(requirements.txt, constraints.txt) for the zip: every requirement pinned with ``==``."""
-    wanted = _requirement_lines(repo / "requirements.txt") + [
+    """(requirements.txt, constraints.txt) for the zip: every requirement pinned with ``==``.
+
+    The runtime set (requirements.txt, less torch and the course package itself: the zip carries
+    its own copy) plus nbgrader and pyseccomp from requirements-dev.txt."""
+    wanted = [line for line in _requirement_lines(repo / "requirements.txt")
+              if not NOT_SHIPPED.search(_requirement_name(line))] + [
         line for line in _requirement_lines(repo / "requirements-dev.txt")
         if _requirement_name(line) in GRADING_EXTRAS
     ]
@@ -105,9 +110,14 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, executable: bool = Fa
 
 
 def build_zip(assignment: str, out: Path, hidden_visibility: str = "after_published",
-              cell_timeout: int | None = None, solutions: Path = SOLUTIONS,
-              repo: Path = REPO) -> dict:
-    """Write the Gradescope autograder zip of ``assignment`` to ``out``; return its config."""
+              cell_timeout: int | None = None, time_limit: int = TIME_LIMIT,
+              solutions: Path = SOLUTIONS, repo: Path = REPO) -> dict:
+    """Write the Gradescope autograder zip of ``assignment`` to ``out``; return its config.
+
+    ``time_limit`` (s) bounds the trusted executor's notebook session; run_autograder stops the
+    whole run ``GRACE`` s later at the latest (an autograder error then), which must stay under
+    the assignment's Gradescope timeout (10 minutes unless the instructor raises it).
+    """
     if hidden_visibility not in VISIBILITIES:
         raise ValueError(f"gradescope: expected --hidden-visibility among {VISIBILITIES}. "
                          f"Received: {hidden_visibility!r}")
@@ -122,6 +132,7 @@ def build_zip(assignment: str, out: Path, hidden_visibility: str = "after_publis
         "notebooks": [md.stem for md in mds],
         "hidden_visibility": hidden_visibility,
         "cell_timeout": cell_timeout,
+        "time_limit": time_limit,
         "tests": tests,
     }
     requirements, constraints = runtime_requirements(repo)
@@ -130,11 +141,18 @@ def build_zip(assignment: str, out: Path, hidden_visibility: str = "after_publis
     partial = out.with_name(out.name + ".partial")
     with zipfile.ZipFile(partial, "w") as archive:
         for name in ("setup.sh", "run_autograder"):
-            _add(archive, name, (TEMPLATES / name).read_bytes(), executable=True)
+            text = (TEMPLATES / name).read_text(encoding="utf-8")
+            text = text.replace("@HARD_LIMIT@", str(time_limit + GRACE))
+            _add(archive, name, text.encode(), executable=True)
         _add(archive, "requirements.txt", requirements.encode())
         _add(archive, "constraints.txt", constraints.encode())
         for name, path in _course_files(repo, assignment, solutions).items():
-            _add(archive, f"course/{name}", path.read_bytes())
+            data = path.read_bytes()
+            if name == "nbgrader_config.py":  # this zip's own budget for one notebook
+                data += (f"\n# python -m autograder gradescope: one notebook's sandbox session "
+                         f"within Gradescope's timeout.\nc.TrustedExecute.session_timeout = "
+                         f"{time_limit}\n").encode()
+            _add(archive, f"course/{name}", data)
         _add(archive, "course/gradescope.json", (json.dumps(config, indent=1) + "\n").encode())
     partial.replace(out)
     return config
@@ -267,7 +285,11 @@ def grade(root: Path, config: dict, course: Path, work: Path) -> tuple[list[dict
         shutil.copyfile(path, folder / f"{nb}.ipynb")
     grader = ClassGrader(work / "out", solutions=course / "solutions",
                          cell_timeout=config.get("cell_timeout"))
-    result = grader.run(work / "class", progress=False)[STUDENT]
+    results = grader.run(work / "class", progress=False)
+    if STUDENT not in results:
+        raise RuntimeError(f"the class grader returned no result for the submission "
+                           f"({getattr(grader, 'report', None)!r:.500})")
+    result = results[STUDENT]
     notes = [note] + [line for line in result["output"].splitlines()
                       if not line.startswith("Graded assignments:")]
     return result["tests"], notes

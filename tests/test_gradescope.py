@@ -123,7 +123,8 @@ def new_root() -> Path:
 
 
 def run_autograder(built, submission: dict[str, bytes | nbformat.NotebookNode],
-                   root: Path | None = None, container=CONTAINER, python=sys.executable):
+                   root: Path | None = None, container=CONTAINER, python=sys.executable,
+                   **env_extra):
     """Unpack the zip as Gradescope does, hand in ``submission`` (name -> content), run."""
     root = root or new_root()
     try:
@@ -145,7 +146,7 @@ def run_autograder(built, submission: dict[str, bytes | nbformat.NotebookNode],
         os.chmod(root / "submission", 0o755)
         before = _digests(root / "source")
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NPDL_SANDBOX")}
-        env.update(AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=python)
+        env.update(AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=python, **env_extra)
         run = subprocess.run(
             [*container, str(root / "run_autograder")], cwd=root, env=env,
             capture_output=True, text=True, timeout=900,
@@ -178,6 +179,8 @@ def test_zip_layout(built):
         requirements = archive.read("requirements.txt").decode()
         config = json.loads(archive.read("course/gradescope.json"))
         setup = archive.read("setup.sh").decode()
+        runner = archive.read("run_autograder").decode()
+        nbgrader_config = archive.read("course/nbgrader_config.py").decode()
     assert {"setup.sh", "run_autograder", "requirements.txt", "constraints.txt",
             "course/nbgrader_config.py", f"course/solutions/{A}/{NB}.md",
             "course/autograder/gradescope.py", "course/reference_impl/npdl/activations.py"} <= names
@@ -189,7 +192,9 @@ def test_zip_layout(built):
                                                         "pyseccomp"}
     assert not {"torch", "jupyter-book", "playwright"} & {line.split("==")[0] for line in pinned}
     assert config == {"assignment": A, "notebooks": [NB], "hidden_visibility": "after_published",
-                      "cell_timeout": None, "tests": POINTS}
+                      "cell_timeout": None, "time_limit": 420, "tests": POINTS}
+    assert nbgrader_config.endswith("c.TrustedExecute.session_timeout = 420\n")
+    assert 'HARD_LIMIT="${AUTOGRADER_HARD_LIMIT:-540}"' in runner
     assert "python3.11" in setup and "deadsnakes" in setup
     syntax = subprocess.run(["bash", "-n"], input=setup, capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr
@@ -199,13 +204,14 @@ def test_hidden_visibility_option(tmp_path):
     out = tmp_path / "a.zip"
     cli = subprocess.run(
         [sys.executable, "-m", "autograder", "gradescope", A, "--out", str(out),
-         "--hidden-visibility", "hidden", "--cell-timeout", "30"],
+         "--hidden-visibility", "hidden", "--cell-timeout", "30", "--time-limit", "200"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert cli.returncode == 0, cli.stderr
     with zipfile.ZipFile(out) as archive:
         config = json.loads(archive.read("course/gradescope.json"))
-    assert (config["hidden_visibility"], config["cell_timeout"]) == ("hidden", 30)
+    assert (config["hidden_visibility"], config["cell_timeout"], config["time_limit"]) == (
+        "hidden", 30, 200)
     tests = [{"name": n, "score": 0.0, "max_score": float(p), "output": ""}
              for n, p in POINTS.items()]
     validate(to_gradescope(tests, [], HIDDEN, "hidden", 1.0, "process"), "hidden")
@@ -343,3 +349,12 @@ def test_broken_interpreter_is_an_autograder_error(built):
     jsonschema.validate(results, SPEC)
     assert results["tests"] == [] and results["extra_data"] == {"infrastructure_error": True}
     assert results["output"].startswith("AUTOGRADER ERROR - this is not your grade.")
+
+
+def test_overrunning_the_time_limit_is_an_autograder_error(built):
+    run, results, _ = run_autograder(built, {f"{NB}.ipynb": built["release"]},
+                                     AUTOGRADER_HARD_LIMIT="2")
+    assert run.returncode == 124, run.stdout + run.stderr
+    jsonschema.validate(results, SPEC)
+    assert results["tests"] == [] and results["extra_data"] == {"infrastructure_error": True}
+    assert "grading did not finish within 2 s" in results["output"]
