@@ -7,7 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from .notebooks import EXERCISES, REPO, NotebookFormatError, assignments
+# jsonschema (under nbformat) compiles rfc3987_syntax's IRI grammars at import: ~2 s of CPU in
+# every process, grading workers included, for "iri" formats no notebook schema uses.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+from .notebooks import EXERCISES, REPO, NotebookFormatError, assignments  # noqa: E402
 
 
 def _build_exercises(args) -> int:
@@ -25,16 +29,30 @@ def _build_exercises(args) -> int:
 
 _GRADE_DOC = """Autograde a class of submissions with the real nbgrader (trusted grading).
 
+Before grading anyone, one sandbox must start and run a trivial cell; if none can (no
+bubblewrap, no root, no namespaces in a container, ...) the run stops with exit status 2 and
+says what to do, and writes no grades.
+
 One broken submission costs only that student's notebook: an unreadable file (invalid JSON,
 empty, nbformat 3), a notebook saved under another name (graded as not submitted; the message
 names the file found), or code that kills its sandbox, loops, exhausts memory or floods output
 scores 0 on the affected tests, with the reason in results/<student>.json and the feedback.
+A failure that is not the student's (a sandbox that cannot start, a full disk, nbgrader failing
+on a well-formed notebook) is retried once and never becomes a score: the run keeps every grade
+it finished, names the ungraded students and exits with status 3.
 
-OUT is rebuilt atomically: the run grades into OUT.tmp-<pid> next to OUT and renames it to OUT
-only when complete, so an interrupted run (kill -9, power loss) leaves the previous OUT or none,
-never a half-written one. Re-run the same command to finish: stale OUT.tmp-* folders are deleted
-and the grades are the same as an uninterrupted run's. .OUT.lock next to OUT (a flock the kernel
-releases when a run dies) refuses a second concurrent run on the same OUT."""
+Parallel, incremental, resumable: --jobs worker processes grade (student, assignment) units,
+each committed to OUT/.units as soon as it is done, under a key made of the submitted files and
+what grading depends on (the assignment's source, the autograder's and npdl's code, the
+options). A re-run regrades only the units whose key changed (a new or changed submission, an
+edited check regrades that assignment for everyone); after an interruption (kill -9, power loss)
+the same command grades only what was unfinished, and the grades equal an uninterrupted run's.
+--force regrades everything. Every file in OUT is replaced atomically (no half-written file is
+ever visible); .OUT.lock next to OUT (a flock the kernel releases when a run dies) refuses a
+second concurrent run on the same OUT.
+
+Exit status: 0 all graded, 2 instructor error (arguments, submissions layout, preflight),
+3 some work left ungraded by an infrastructure failure (re-run to finish it)."""
 
 
 def _positive_int(text: str) -> int:
@@ -46,23 +64,52 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _jobs(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers >= 1. Received: {text}")
+    return value
+
+
 def _grade(args) -> int:
     from .grading import ClassGrader, InstructorError
+    from .grading.progress import failure_table
     from .pipeline import NbgraderFailed
 
+    grader = ClassGrader(
+        Path(args.out), cell_timeout=args.cell_timeout, jobs=args.jobs, sandbox=args.sandbox,
+        force=args.force,
+    )
     try:
-        results = ClassGrader(Path(args.out), cell_timeout=args.cell_timeout).run(
-            Path(args.submissions), progress=not args.quiet
-        )
+        grader.run(Path(args.submissions), progress=not args.quiet)
     except (InstructorError, NbgraderFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for student, result in sorted(results.items()):
+    report = grader.report
+    for student, result in sorted(report.results.items()):
         print(f"{student}: {result['score']:g} / {result['max_score']:g}")
+    ungraded = sorted({student for student, _ in report.failed})
+    for student in ungraded:
+        print(f"{student}: not graded (infrastructure error, see the table below)")
+    memory = max(report.peak_rss_mb.values(), default=0.0)
+    print(
+        f"graded {report.graded}, reused {report.reused}, failed {len(report.failed)} "
+        f"(student, assignment) units; {report.workers} worker(s), sandbox {report.backend}"
+        + (f", peak worker memory {memory:.0f} MB" if memory else "")
+    )
     print(
         f"grades: {Path(args.out) / 'grades.csv'}; results: {Path(args.out) / 'results'}; "
         f"feedback: {Path(args.out) / 'feedback'}"
     )
+    if report.failed:
+        print(
+            f"\nerror: {len(report.failed)} unit(s) of {len(ungraded)} student(s) could not be "
+            "graded because of an infrastructure failure (not the students' work; no score was "
+            f"recorded). Details: {Path(args.out) / 'grading.log'}. Fix the cause and run the "
+            "same command again: only this work is graded.\n" + failure_table(report.failed),
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
@@ -150,9 +197,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out",
         required=True,
-        help="output folder (becomes a fresh nbgrader course root, replaced as a whole)",
+        help="output folder: an nbgrader course root, updated atomically (cache in OUT/.units)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="worker processes (default: the number of usable cores)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="regrade everything, even unchanged work"
+    )
+    p.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "process"],
+        default=None,
+        help="sandbox backend for student code (default: $NPDL_SANDBOX, else auto: bwrap if it "
+        "starts, else process); checked before grading anyone",
+    )
     p.add_argument(
         "--cell-timeout",
         type=_positive_int,
