@@ -61,13 +61,15 @@ class ShortTracebacks(NbGraderPreprocessor):
 
 # ---------------------------------------------------------------- offline math
 def _vendored_mathjax() -> str:
-    """MathJax 3 (SVG output, every TeX extension in one file: nothing is fetched at run time),
-    from the pinned sphinx-mathjax-offline package that also vendors it into the book."""
+    """MathJax 3 with SVG output (its fonts are inside the script: nothing else to fetch) and the
+    base + AMS TeX macros (all the course uses), from the pinned sphinx-mathjax-offline package
+    that also vendors MathJax into the book. The template turns off `autoload` and `require`,
+    the two TeX packages that would fetch more files."""
     spec = importlib.util.find_spec("sphinx-mathjax-offline")  # its import name has hyphens
     if spec is None or not spec.submodule_search_locations:
         return ""
     folder = Path(next(iter(spec.submodule_search_locations)))
-    return str(folder / "static" / "mathjax" / "tex-svg-full.js")
+    return str(folder / "static" / "mathjax" / "tex-svg.js")
 
 
 @functools.cache
@@ -97,7 +99,7 @@ def has_math(nb) -> bool:
 
 class OfflineMathJax(NbGraderPreprocessor):
     """Put the MathJax script into ``resources["offline_mathjax"]``; the npdl_feedback template
-    inlines it at the end of the page (about 2.3 MB; pages without math get none).
+    inlines it at the end of the page (about 2.1 MB; pages without math get none).
 
     One self-contained file: a student can download the page alone and still read the math
     with no network. nbgrader's own template loads MathJax 2 from a CDN instead.
@@ -105,7 +107,7 @@ class OfflineMathJax(NbGraderPreprocessor):
 
     mathjax_file = Unicode(
         help="MathJax 3 combined component to inline (default: sphinx-mathjax-offline's "
-        "tex-svg-full.js).",
+        "tex-svg.js).",
     ).tag(config=True)
 
     def preprocess(self, nb, resources):
