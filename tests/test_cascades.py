@@ -17,6 +17,7 @@ whose bug is in the depended-on component. For each edge this module shows that
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import subprocess
@@ -84,6 +85,7 @@ EDGES = [
 EDGE_IDS = [f"{student}->{test}" for _, _, test, student in EDGES]
 
 
+@functools.cache
 def _tests(assignment: str) -> dict[str, float]:
     found = {}
     for md in sources(assignment):
@@ -127,6 +129,7 @@ def test_every_edge_has_a_bug_student_in_the_dependency(assignment, dependency, 
     assert component_of(assignment, test) != dependency
 
 
+@functools.cache
 def _cell_source(assignment: str, grade_id: str) -> str:
     for md in sources(assignment):
         for cell in build_notebook(md).cells:
@@ -188,6 +191,113 @@ def test_edge_is_real_and_cut(assignment, dependency, test, student, monkeypatch
     # ValueError: an array where the visible test wants one number)
     with _unprotected(monkeypatch), pytest.raises((AssertionError, ValueError)):
         exec(compile(source, test, "exec"), _namespace(assignment, bug))
+
+
+# ------------------------------------------------------------------ the parts, one by one
+
+
+def test_graded_source_stops_after_a_hidden_block_that_says_so():
+    visible = "\nassert_close(Swish().forward(x), y, 'Swish')\n"
+    marked = f"### BEGIN HIDDEN TESTS\n{HIDDEN_ONLY} (why)\ncheck()\n### END HIDDEN TESTS{visible}"
+    assert graded_source(marked) == marked[: -len(visible)]
+    plain = f"### BEGIN HIDDEN TESTS\ncheck()\n### END HIDDEN TESTS{visible}"
+    assert graded_source(plain) == plain
+    late = f"### BEGIN HIDDEN TESTS\ncheck()\n### END HIDDEN TESTS\n{HIDDEN_ONLY}{visible}"
+    assert graded_source(late) == late  # only the instructor's hidden block can say it
+
+
+def test_replaced_puts_the_students_name_back_even_after_a_failure():
+    from autograder.checks.stand_ins import replaced, sigmoid_layer
+
+    def mine():
+        return "the student's"
+
+    namespace = {"Sigmoid": mine}
+    with pytest.raises(RuntimeError), replaced(namespace, {"Sigmoid": sigmoid_layer,
+                                                           "Absent": sigmoid_layer}):
+        assert namespace["Sigmoid"] is sigmoid_layer
+        raise RuntimeError
+    assert namespace == {"Sigmoid": mine}  # and a name the student lacks is not added
+    with replaced(None, {"Sigmoid": sigmoid_layer}):  # no namespace: nothing to replace
+        pass
+
+
+def test_stand_ins_are_data_or_library_code():
+    import numpy as np
+    from scipy.special import expit
+
+    from autograder.checks.stand_ins import fans_table, recorded_batches, sigmoid_layer
+
+    layer, x = sigmoid_layer(), np.array([-1e4, -3.0, 0.0, 2.0, 1e4], dtype=np.float32)
+    with np.errstate(all="raise"):
+        y = layer.forward(x)
+    assert y.dtype == np.float32 and np.array_equal(y, expit(x))
+    np.testing.assert_allclose(layer.backward(np.ones(5, np.float32)), y * (1 - y))
+    fans = fans_table([[[4, 3], [4, 3]], [[2, 2, 5, 6], [20, 24]]])
+    assert fans((2, 2, 5, 6)) == (20, 24) and fans([4, 3]) == (4, 3)
+    with pytest.raises(ValueError, match="knows the shapes of this check only"):
+        fans((3, 4))
+    plays = {"seed/2": [np.array([2, 0]), np.array([1])], "in order/2": [np.array([0, 1]),
+             np.array([2])], "other/2": [np.array([1, 0]), np.array([2])]}
+    fresh = str(np.random.default_rng(5).bit_generator.state["state"])
+    batches = recorded_batches(plays, 5, fresh)
+    x, y = np.array([10.0, 11.0, 12.0]), np.array([0, 1, 2])
+
+    def labels(**kwargs):
+        return [list(yb) for _, yb in batches(x, y, 2, **kwargs)]
+
+    assert labels(shuffle=True, rng=5) == [[2, 0], [1]]
+    assert labels(shuffle=True, rng=np.random.default_rng(5)) == [[2, 0], [1]]
+    assert labels(shuffle=True, rng=None) == labels(shuffle=True, rng=6) == [[1, 0], [2]]
+    used = np.random.default_rng(5)
+    used.random()
+    assert labels(shuffle=True, rng=used) == [[1, 0], [2]]  # not a fresh Generator
+    assert labels() == labels(rng=5) == [[0, 1], [2]]
+    assert [list(xb) for xb in batches(x, batch_size=2)] == [[10.0, 11.0], [12.0]]
+    with pytest.raises(ValueError, match="batch_size=4"):
+        list(batches(x, y, 4))
+
+
+@pytest.fixture(scope="module")
+def optimizers():
+    return _namespace("07_optimizers", {"cell": None, "old": "", "new": ""})
+
+
+def test_adamw_on_a_buggy_adam_passes_but_its_own_bug_still_fails(optimizers):
+    import npdl.optimizers
+    from autograder.checks import CheckFailed
+    from autograder.checks.optimizers import check_optimizer
+
+    _, bug = BUGS["bug_adam_without_bias_correction"]
+    buggy = _namespace("07_optimizers", bug)
+    check_optimizer(buggy["AdamW"], npdl.optimizers.AdamW, decoupled_from=buggy["Adam"])
+    with pytest.raises(CheckFailed, match="Adam without bias correction"):
+        check_optimizer(buggy["AdamW"], npdl.optimizers.AdamW)  # the cascade it prevents
+    check_optimizer(optimizers["AdamW"], npdl.optimizers.AdamW, decoupled_from=optimizers["Adam"])
+    for cell_bug, match in [
+        ({"old": "            p *= 1 - self.lr * self.weight_decay\n", "new": "            pass\n"},
+         "weight_decay is ignored"),
+        ({"old": "p *= 1 - self.lr * self.weight_decay", "new": "p *= 1 - self.weight_decay"},
+         "AdamW.step"),
+    ]:
+        # AdamW's own bug on the solution's Adam, and on top of Adam's bug: it fails both times
+        alone = _namespace("07_optimizers", {"cell": "adam", **cell_bug})
+        for patched, says in [(alone, match), (_two_bugs(bug, cell_bug), "AdamW.step")]:
+            with pytest.raises(CheckFailed, match=says):
+                check_optimizer(patched["AdamW"], npdl.optimizers.AdamW,
+                                kwargs={"lr": 0.01, "weight_decay": 0.1},
+                                decoupled_from=patched["Adam"])
+
+
+def _two_bugs(first: dict, second: dict) -> dict:
+    """Both snippets replaced in the adam cell (Adam's bug, then AdamW's)."""
+    source = student_code(_cell_source("07_optimizers", "adam"))
+    for bug in (first, second):
+        assert source.count(bug["old"]) == 1
+        source = source.replace(bug["old"], bug["new"])
+    namespace = _namespace("07_optimizers", {"cell": None, "old": "", "new": ""})
+    exec(compile(source, "adam", "exec"), namespace)
+    return namespace
 
 
 # ------------------------------------------------------------------ the real pipeline

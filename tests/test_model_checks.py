@@ -430,3 +430,22 @@ def test_fit_epoch_check_never_hands_out_an_npdl_optimizer(models):
 
     check_fit_epoch(Recording, namespace=models)
     assert seen and not any(module.startswith("npdl") for module in seen), seen
+
+
+def test_training_checks_never_hand_out_npdl_batches(models):
+    """npdl.data is chapter 6's answer: fit_epoch and predict see a recording of its batches."""
+    seen = []
+
+    class Recording(models["Sequential"]):
+        def fit_epoch(self, *args, **kwargs):
+            seen.append(models["batches"].__module__)
+            return super().fit_epoch(*args, **kwargs)
+
+        def predict(self, *args, **kwargs):
+            seen.append(models["batches"].__module__)
+            return super().predict(*args, **kwargs)
+
+    check_fit_epoch(Recording, namespace=models)
+    check_evaluate(Recording, namespace=models)
+    assert seen and set(seen) == {"autograder.checks.stand_ins"}, seen
+    assert models["batches"].__module__ != "autograder.checks.stand_ins"  # the student's again
