@@ -144,9 +144,14 @@ def launch(name: str, limits: Limits, config: dict) -> Launch:
     run = process.runtime(drop_uid=root)
     uid, gid = process.pick_ids() if root else (os.getuid(), os.getgid())
     workdir = tempfile.mkdtemp(prefix="work-", dir=run.root)
-    if root:
-        os.chown(workdir, uid, gid)
-    os.chmod(workdir, 0o700)
+    try:
+        if root:
+            os.chown(workdir, uid, gid)
+        os.chmod(workdir, 0o700)
+    except OSError as error:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise SandboxUnavailable(unavailable("process", f"cannot prepare {workdir}: {error}")) \
+            from error
     config.update(uid=uid if root else None, gid=gid, workdir=workdir, site=run.site, lib=run.lib,
                   confine={"rules": run.rules, "seccomp": program, "parent": os.getpid()},
                   nproc=None if root else process.nproc_for(uid, limits.max_processes))
