@@ -5,11 +5,11 @@
   names each test, and the math is typeset by MathJax inlined into the page, so that a student
   who downloads one page reads it offline.
 
-IPython prints one traceback entry per frame, each with a few source lines around the failing
-line. The frames of the test cell itself would show the hidden test's source, and the frames of
-the grading library show its code and paths, so `ShortTracebacks` keeps only the frames of the
-student's other cells (where their code failed) and the final ``ExceptionName: message`` line,
-which is the feedback.
+Tracebacks: IPython prints one traceback entry per frame, each with a few source lines around
+the failing line. The frames of the test cell itself would show the hidden test's source, and the
+frames of the grading library show its code and paths, so `ShortTracebacks` keeps only the frames
+of the student's other cells (where their code failed) and the final ``ExceptionName: message``
+line, which is the feedback.
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ class OfflineMathJax(NbGraderPreprocessor):
         path = self.mathjax_file or _vendored_mathjax()
         if not path or not Path(path).is_file():
             raise FileNotFoundError(
-                f"MathJax for the feedback pages not found ({path or 'sphinx-mathjax-offline'}"
-                " is not installed): pip install -r requirements-dev.txt -c constraints.txt"
+                f"MathJax for the feedback pages: {path or 'sphinx-mathjax-offline'} not found "
+                "(pip install -r requirements-dev.txt -c constraints.txt)."
             )
         resources["offline_mathjax"] = _read_script(path) if has_math(nb) else ""
         return nb, resources
