@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -236,3 +238,32 @@ def test_cli(tmp_path, capsys):
     assert "through assignment 2" in capsys.readouterr().out
     assert main(["release", "--through", "99", "--out", str(tmp_path / "f")]) == 2
     assert "between 1 and" in capsys.readouterr().err
+
+
+def test_colab_cell_fetches_exactly_the_handout_once(editions, tmp_path):
+    """Where npdl is missing (python -S: no site-packages), the first cell downloads the handout
+    from the edition (here through a file:// URL instead of GitHub's raw host), then does
+    nothing on a second run."""
+    _, edition = editions[3]
+    nb = nbformat.read(edition / "exercises" / "02_activations" / "activations.ipynb", 4)
+    base = (edition / "npdl").as_uri() + "/"
+    code, n = re.subn(r'EDITION = "[^"]*"', f"EDITION = {base!r}", nb.cells[0].source)
+    assert n == 1 and "raw.githubusercontent.com" in nb.cells[0].source
+    stamps = []
+    for _ in range(2):
+        run = subprocess.run(
+            [sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        stamps.append({p.name: p.stat().st_mtime_ns for p in (tmp_path / "npdl").iterdir()})
+    assert stamps[0] == stamps[1], "the second run fetched again"
+    assert sorted(stamps[0]) == sorted(f"{m}.py" for m in shipped_modules("02_activations"))
+    for name in stamps[0]:
+        assert (tmp_path / "npdl" / name).read_bytes() == (NPDL / name).read_bytes()
+    where = subprocess.run(
+        [sys.executable, "-c", "import npdl.gradcheck as g; print(g.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert where.returncode == 0 and where.stdout.strip().startswith(str(tmp_path)), where
