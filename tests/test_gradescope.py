@@ -200,6 +200,21 @@ def test_zip_layout(built):
     assert syntax.returncode == 0, syntax.stderr
 
 
+def test_setup_smoke_check_runs_from_the_unpacked_zip(built, tmp_path):
+    """setup.sh's last step: the zip's grader imports and the process sandbox starts."""
+    with zipfile.ZipFile(built["zip"]) as archive:
+        archive.extractall(tmp_path)
+    course = tmp_path / "course"
+    env = dict(os.environ, PYTHONPATH=f"{course}:{course / 'reference_impl'}",
+               NPDL_SANDBOX="process")
+    check = subprocess.run(
+        [*CONTAINER, sys.executable, "-m", "autograder.gradescope", "check"],
+        cwd=course, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.strip() == "sandbox backend: process"
+
+
 def test_hidden_visibility_option(tmp_path):
     out = tmp_path / "a.zip"
     cli = subprocess.run(
