@@ -36,6 +36,7 @@ NOTEBOOKS = {
     "06_models": "models",
     "07_optimizers": "optimizers",
     "08_capstone": "capstone",
+    "09_convolutions": "convolutions",
 }
 
 
