@@ -270,7 +270,9 @@ ROOT, REPO = {root!r}, {repo!r}
 secrets = glob.glob(ROOT + "/source/**", recursive=True) + [
     ROOT + "/source/course/solutions/{a}/{nb}.md", ROOT + "/source/course/gradescope.json",
     ROOT + "/source/course/reference_impl/npdl/activations.py", ROOT + "/submission_metadata.json",
-    REPO + "/solutions/{a}/{nb}.md", REPO + "/reference_impl/npdl/activations.py"]
+    ROOT + "/source/course/reference_impl/npdl/layers.py",
+    REPO + "/solutions/{a}/{nb}.md", REPO + "/reference_impl/npdl/activations.py",
+    REPO + "/reference_impl/npdl/layers.py"]
 for path in secrets:
     try:
         text = open(path).read()
@@ -280,7 +282,7 @@ for path in secrets:
     found = re.search(r"class ReLU\\(Layer\\):.*?(?=\\n```|\\nclass )", text, re.S)
     if found:
         exec(found.group(0).replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", ""))
-for module in ("npdl.activations", "autograder.checks.activations"):
+for module in ("npdl.activations", "npdl.layers", "npdl.optimizers", "autograder.checks"):
     try:
         __import__(module)
         leaked.append(module)
