@@ -85,6 +85,10 @@ def _grade(args) -> int:
     except (InstructorError, NbgraderFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a full disk while publishing: the next run resumes
+        print(f"error: grade: could not write {args.out}: {exc}. Finished work is kept in "
+              f"{Path(args.out) / '.units'}; run the same command again.", file=sys.stderr)
+        return 3
     report = grader.report
     for student, result in sorted(report.results.items()):
         print(f"{student}: {result['score']:g} / {result['max_score']:g}")

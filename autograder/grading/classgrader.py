@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -98,6 +99,7 @@ class ClassGrader:
             roster = scan_class(root, self.expected)
             backend = _preflight(self.sandbox)
             clear_leftovers(self.out)
+            shutil.rmtree(self.store.scratch_root, ignore_errors=True)  # dead runs' workers
             from sqlalchemy.exc import SAWarning
 
             before = os.environ.get("NPDL_SANDBOX")
@@ -175,7 +177,6 @@ class ClassGrader:
         """Build the course skeleton ``.units/.course`` (sources, releases, a gradebook with the
         assignments) unless the one there was built from the same sources and code."""
         import json
-        import shutil
 
         from ..pipeline import Course
 
