@@ -7,6 +7,7 @@ which input, how wrong, where, and the likely mistake. A passing check prints on
     compare       shared: run student code, copy its results, compare, `CheckFailed`, `passed`
     diagnose      shared: the likely mistake behind a wrong array (sign, 1/N, transpose, ...)
     stand_ins     small objects handed to student code in place of npdl's (trust boundary)
+                  or of the student's other components (no cascade)
     backprop      ch. 1  numerical gradient, relative error, a two-layer network
     activations   ch. 2
     initializers  ch. 3

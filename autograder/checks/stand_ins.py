@@ -1,8 +1,10 @@
-"""Stand-ins the checks hand to student code in place of npdl objects.
+"""Stand-ins the checks hand to student code in place of npdl objects or the student's own.
 
 Under trusted grading everything given to student code is rebuilt inside the student's
 sandbox. An npdl object from the chapter being graded (or a later one) would carry its
-answer there, so the checks pass these small equivalents instead.
+answer there, so the checks pass these small equivalents instead. The same goes for the
+student's OTHER components that the one being graded builds on (`replaced`): a bug there must
+not cost this component's points (no cascade), and npdl's answer must not stand in for them.
 """
 
 from __future__ import annotations
