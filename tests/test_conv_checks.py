@@ -20,7 +20,7 @@ from autograder.checks.conv import (
 from autograder.checks.stand_ins import unfolding_stand_ins
 from autograder.notebooks import build_notebook
 
-SOURCE = Path(__file__).resolve().parent.parent / "solutions" / "09_convolutions" / "convolutions.md"
+SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "09_convolutions" / "convolutions.md"
 
 
 def student(cell: str | None = None, old: str = "", new: str = "") -> dict:
