@@ -264,7 +264,7 @@ build-backend = "setuptools.build_meta"
 name = "npdl"
 version = "0.{through}.0"
 description = "npdl, the course's NumPy deep-learning library: the chapters released so far."
-requires-python = ">=3.10"
+requires-python = ">=3.11"
 dependencies = ["numpy", "scipy"]
 
 [tool.setuptools]
@@ -297,9 +297,14 @@ def student_readme(through, url, branch, chapters, book_rows, modules, torch) ->
                 f"| {chapter_of(assignment)} | {title} | [`{path}`]({path}) | {launch(path)} |"
             )
     book = []
-    for _stem, title, start, path in book_rows:
-        where = f"[`{path}`]({path}) · {launch(path)}" if path else f"from release {start} on"
-        book.append(f"| {title} | {where} |")
+    for stem, title, start, path in book_rows:
+        if path:
+            where = f"[`{path}`]({path}) · {launch(path)}"
+        elif start <= len(assignments()):
+            where = f"with the release of assignment {start}"
+        else:
+            where = "not in the edition (it uses the last assignment's module): read it in the book"
+        book.append(f"| {chapter_of(stem)} | {title} | {where} |")
     shipped = ", ".join(f"`npdl.{Path(p).stem}`" for p in modules if Path(p).stem != "__init__")
     torch_note = (
         "\nOne book notebook compares npdl with PyTorch: `pip install torch` to run that part "
@@ -315,7 +320,7 @@ assignment adds its notebook here, and the reference modules of the chapters alr
 
 ## Set-up
 
-With Python 3.10 or later:
+With Python 3.11 or later:
 
 ```bash
 git clone {url}.git
@@ -341,13 +346,13 @@ first.
 
 The book's chapters as notebooks, which run once every npdl module they import is released:
 
-| chapter | notebook |
-|---|---|
+| chapter | title | notebook |
+|---|---|---|
 {chr(10).join(book)}
 
-This edition's `npdl` holds {shipped}: the modules of the chapters before assignment {through},
-which earlier notebooks and your own code may import. The module of the chapter you are working
-on is the one you write.
+This edition's `npdl` holds the modules of the chapters before assignment {through}, which the
+notebooks and your own code may import:
+{shipped}. The module of the chapter you are working on is the one you write.
 
 ## Running the visible tests
 
