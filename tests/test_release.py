@@ -267,3 +267,15 @@ def test_colab_cell_fetches_exactly_the_handout_once(editions, tmp_path):
         text=True,
     )
     assert where.returncode == 0 and where.stdout.strip().startswith(str(tmp_path)), where
+
+
+def test_edition_npdl_is_the_handout_of_assignment_n(editions, tmp_path):
+    from autograder.handout import build_handout
+
+    bundles = {b.name: b for b in build_handout(tmp_path / "handout")}
+    for through in THROUGH:
+        bundle = bundles[ASSIGNMENTS[through - 1]] / "npdl"
+        edition = editions[through][1] / "npdl"
+        names = sorted(p.name for p in bundle.iterdir())
+        assert names == sorted(p.name for p in edition.iterdir()), through
+        assert all((bundle / n).read_bytes() == (edition / n).read_bytes() for n in names)
