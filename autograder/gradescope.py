@@ -45,11 +45,12 @@ from .notebooks import REPO, SOLUTIONS, build_notebook, graded_cells, sources
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 TEMPLATES = Path(__file__).resolve().parent / "gradescope_files"
-# Grading needs these besides the runtime set (requirements.txt); the rest of
+# Grading needs these besides the runtime set (requirements.txt): nbgrader, the process
+# sandbox's libseccomp binding and the feedback pages' vendored MathJax; the rest of
 # requirements-dev.txt (torch, Jupyter Book, Playwright, pytest, ...) is for the repository only.
-GRADING_EXTRAS = ("nbgrader", "pyseccomp")
-NOT_SHIPPED = re.compile(r"^(torch|nvidia-|triton|playwright|jupyter-book|pytest|hypothesis|ruff)"
-                         r"|sphinx", re.IGNORECASE)
+GRADING_EXTRAS = ("nbgrader", "pyseccomp", "sphinx-mathjax-offline")
+NOT_SHIPPED = re.compile(r"^(torch|nvidia-|triton|playwright|jupyter-book|pytest|hypothesis|ruff)",
+                         re.IGNORECASE)
 TIME_LIMIT, GRACE = 420, 120  # s: the notebook's sandbox session; + start-up and nbgrader
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same zip
 STUDENT = "student"  # the one student of the class ClassGrader grades
@@ -70,7 +71,7 @@ def runtime_requirements(repo: Path = REPO) -> tuple[str, str]:
     """(requirements.txt, constraints.txt) for the zip: every requirement pinned with ``==``.
 
     The runtime set (requirements.txt, less torch and the course package itself: the zip carries
-    its own copy) plus nbgrader and pyseccomp from requirements-dev.txt."""
+    its own copy) plus `GRADING_EXTRAS` from requirements-dev.txt."""
     wanted = [line for line in _requirement_lines(repo / "requirements.txt")
               if not NOT_SHIPPED.search(_requirement_name(line))] + [
         line for line in _requirement_lines(repo / "requirements-dev.txt")

@@ -128,8 +128,9 @@ def run_autograder(built, submission: dict[str, bytes | nbformat.NotebookNode],
     """Unpack the zip as Gradescope does, hand in ``submission`` (name -> content), run."""
     root = root or new_root()
     try:
-        with zipfile.ZipFile(built["zip"]) as archive:
-            archive.extractall(root / "source")
+        if not (root / "source").exists():  # else: test_setup_sh... unpacked it and ran setup.sh
+            with zipfile.ZipFile(built["zip"]) as archive:
+                archive.extractall(root / "source")
         shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
         (root / "run_autograder").chmod(0o755)
         (root / "results").mkdir()
@@ -145,8 +146,11 @@ def run_autograder(built, submission: dict[str, bytes | nbformat.NotebookNode],
                 nbformat.write(content, path)
         os.chmod(root / "submission", 0o755)
         before = _digests(root / "source")
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NPDL_SANDBOX")}
-        env.update(AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=python, **env_extra)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONPATH", "NPDL_SANDBOX", "AUTOGRADER_PYTHON")}
+        env.update(AUTOGRADER_ROOT=str(root), **env_extra)
+        if python is not None:  # None: run_autograder's default, setup.sh's venv
+            env["AUTOGRADER_PYTHON"] = python
         run = subprocess.run(
             [*container, str(root / "run_autograder")], cwd=root, env=env,
             capture_output=True, text=True, timeout=900,
@@ -375,3 +379,45 @@ def test_overrunning_the_time_limit_is_an_autograder_error(built):
     jsonschema.validate(results, SPEC)
     assert results["tests"] == [] and results["extra_data"] == {"infrastructure_error": True}
     assert "grading did not finish within 2 s" in results["output"]
+
+
+def test_setup_sh_installs_a_runtime_that_grades(built, tmp_path):
+    """setup.sh for real but for apt (a stub: this machine has Python 3.11 and libseccomp already,
+    the PPA path is Gradescope's): it builds AUTOGRADER_ROOT/venv from the zip's pins alone, with
+    PyPI, locks source/ and passes its sandbox smoke check; run_autograder then grades with that
+    venv (AUTOGRADER_PYTHON unset), as on Gradescope."""
+    root = new_root()
+    with zipfile.ZipFile(built["zip"]) as archive:
+        archive.extractall(root / "source")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "apt-get").write_text('#!/bin/sh\necho "stub: apt-get $*"\n')
+    (stubs / "apt-get").chmod(0o755)
+    (stubs / "python3.11").symlink_to(os.path.realpath(sys._base_executable))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "NPDL_SANDBOX", "VIRTUAL_ENV")}
+    env.update(AUTOGRADER_ROOT=str(root), PATH=f"{stubs}:{os.environ['PATH']}")
+    setup = subprocess.run(
+        [*CONTAINER, "bash", str(root / "source" / "setup.sh")], cwd=root, env=env,
+        capture_output=True, text=True, timeout=1500,
+    )
+    try:
+        assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+        assert "sandbox backend: process" in setup.stdout and "WARNING" not in setup.stdout
+        venv = root / "venv" / "bin" / "python"
+        absent = subprocess.run(  # the course's code lives only in source/, root-only
+            [str(venv), "-c", "import npdl"], cwd="/", env=env, capture_output=True, text=True)
+        assert "ModuleNotFoundError" in absent.stderr
+        packages = subprocess.run([str(venv), "-m", "pip", "list", "--format=freeze"],
+                                  capture_output=True, text=True, check=True).stdout
+        names = {line.split("==")[0].lower() for line in packages.splitlines()}
+        assert {"numpy", "scipy", "nbgrader", "jupytext", "pyseccomp"} <= names
+        assert not {"torch", "jupyter-book", "playwright", "pytest"} & names
+    except AssertionError:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    run, results, _ = run_autograder(built, {f"{NB}.ipynb": _solution(built)}, root, python=None)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"python: {root}/venv/bin/python" in run.stdout
+    validate(results)
+    assert results["score"] == sum(POINTS.values())

@@ -5,10 +5,11 @@
 # It installs Python 3.11 without assuming it is the system Python (Ubuntu 22.04 ships 3.10, 24.04
 # ships 3.12): an existing python3.11, else the deadsnakes PPA, else a standalone CPython from uv.
 # Then a virtualenv at /autograder/venv with the course's pinned grading set (requirements.txt +
-# constraints.txt of this zip: NumPy, SciPy, nbgrader, jupytext, pyseccomp, ...; no torch, no
-# Jupyter Book), and it makes /autograder/source (hidden tests, reference npdl) readable by root
-# only. Student code never runs as root: run_autograder starts it in the "process" sandbox under a
-# fresh unprivileged uid/gid with no account and no files (see autograder/sandbox/process.py).
+# constraints.txt of this zip: NumPy, SciPy, nbgrader, jupytext, pyseccomp, the feedback pages'
+# MathJax; no torch, no Jupyter Book), and it makes /autograder/source (hidden tests, reference
+# npdl) readable by root only. Student code never runs as root: run_autograder starts it in the
+# "process" sandbox under a fresh unprivileged uid/gid with no account and no files (see
+# autograder/sandbox/process.py), so no user account is created here.
 set -euo pipefail
 
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
@@ -58,8 +59,8 @@ log "Python 3.11: $PYTHON"
 
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --no-cache-dir --upgrade pip
-"$VENV/bin/python" -m pip install --no-cache-dir \
+"$VENV/bin/python" -m pip install --upgrade pip
+"$VENV/bin/python" -m pip install \
     -r "$SOURCE/requirements.txt" -c "$SOURCE/constraints.txt"
 # The venv holds only third-party packages (the course's own code stays in $SOURCE/course):
 # world-readable, so the sandbox links NumPy/SciPy in place instead of copying them.
