@@ -26,8 +26,8 @@ import nbformat
 import pytest
 
 from autograder.demo import fill_release, load_bugs
-from autograder.gradescope import pick_notebooks, to_gradescope
-from autograder.notebooks import REPO, build_notebook, graded_cells
+from autograder.gradescope import build_zip, pick_notebooks, to_gradescope
+from autograder.notebooks import REPO, assignments, build_notebook, graded_cells, sources
 from autograder.pipeline import build_exercises
 
 pytestmark = [pytest.mark.xdist_group(name="gradescope"), pytest.mark.slow]
@@ -202,6 +202,20 @@ def test_zip_layout(built):
     assert "python3.11" in setup and "deadsnakes" in setup
     syntax = subprocess.run(["bash", "-n"], input=setup, capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_every_assignment_builds(assignment, tmp_path):
+    config = build_zip(assignment, tmp_path / "a.zip")
+    expected = {}
+    for md in sources(assignment):
+        expected.update(graded_cells(build_notebook(md)))
+    assert config["tests"] == expected
+    assert config["notebooks"] == [md.stem for md in sources(assignment)]
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        names = archive.namelist()
+    assert sorted(n for n in names if n.startswith("course/solutions/")) == sorted(
+        f"course/solutions/{assignment}/{md.name}" for md in sources(assignment))
 
 
 def test_setup_smoke_check_runs_from_the_unpacked_zip(built, tmp_path):
