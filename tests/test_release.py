@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from autograder.handout import MODULE_CHAPTER, NPDL, chapter_of, shipped_modules
-from autograder.notebooks import EXERCISES, REPO, SOLUTIONS, assignments, sources
+from autograder.notebooks import EXERCISES, REPO, SOLUTIONS, assignments, graded_cells, sources
 from autograder.release import (
     MARKER,
     SETUP_ID,
@@ -279,3 +279,41 @@ def test_edition_npdl_is_the_handout_of_assignment_n(editions, tmp_path):
         names = sorted(p.name for p in bundle.iterdir())
         assert names == sorted(p.name for p in edition.iterdir()), through
         assert all((bundle / n).read_bytes() == (edition / n).read_bytes() for n in names)
+
+
+@pytest.mark.slow
+def test_a_notebook_from_the_edition_grades_like_the_release(editions, tmp_path):
+    """Students submit the edition's notebook, Colab cell included: full marks for the
+    solutions, zero for the blank notebook, as with the notebook of exercises/."""
+    edition = editions[2][1]
+    blank = nbformat.read(edition / "exercises" / "02_activations" / "activations.ipynb", 4)
+    solved = nbformat.read(SOLUTIONS / "02_activations" / "activations.ipynb", 4)
+    solved.cells.insert(0, blank.cells[0])
+    for student, nb in (("solved", solved), ("blank", blank)):
+        target = tmp_path / "submissions" / student / "02_activations" / "activations.ipynb"
+        target.parent.mkdir(parents=True)
+        nbformat.write(nb, target)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(tmp_path / "submissions"),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    scores = {
+        line.split(": ")[0]: line.split(": ")[1]
+        for line in run.stdout.splitlines()
+        if line.startswith(("solved: ", "blank: "))
+    }
+    total = sum(graded_cells(solved).values())
+    assert scores["solved"] == f"{total:g} / {total:g}" and scores["blank"] == f"0 / {total:g}"
