@@ -43,9 +43,11 @@ gradescope: $(STAMP)
 # Student edition through assignment N (a standalone tree to push to the public repository):
 # make release N=3 [OUT=../npdl-student]. Re-run with a larger N as the term goes on.
 OUT ?= _build/edition
-release: $(STAMP)
-	@test -n "$(N)" || { echo "usage: make release N=<last released assignment> [OUT=folder]"; exit 2; }
+release: release-usage $(STAMP)
 	$(BIN)/python -m autograder release --through $(N) --out $(OUT)
+
+release-usage:
+	@test -n "$(N)" || { echo "usage: make release N=<last released assignment> [OUT=folder]"; exit 2; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_mlp_epoch.py
