@@ -5,6 +5,7 @@
     README.md          set-up, where each chapter is, the visible tests, how to submit
     requirements.txt   the course's runtime pins (no torch, nbgrader, Jupyter Book) and ``-e .``
     pyproject.toml     makes the edition's ``npdl/`` a package (``pip install .``)
+    runtime.txt        Binder's Python version (the pins need 3.11)
     postBuild          Binder only, when a released book notebook compares with PyTorch
     .gitignore
     npdl/              core + the modules of chapters 1..N-1, exactly as `handout.write_npdl`
@@ -36,6 +37,7 @@ from .notebooks import EXERCISES, REPO, SOLUTIONS, assignments
 BOOK = REPO / "book"
 CONFIG = REPO / "_config.yml"
 RUNTIME = REPO / "requirements.txt"
+RUNTIME_TXT = REPO / "runtime.txt"  # Binder's Python, for this repository and the edition
 MARKER = ".npdl-edition"  # names a folder this command may empty before writing into it
 # Runtime pins that the edition leaves out: the tests' oracle and the instructor's tools.
 NOT_FOR_STUDENTS = {"torch", "nbgrader", "jupyter-book", "jupytext", "sphinx-mathjax-offline"}
@@ -243,6 +245,7 @@ def build_release(
         "README.md": student_readme(through, url, branch, chapters, book_rows, modules, torch),
         "requirements.txt": requirements(),
         "pyproject.toml": _PYPROJECT.format(through=through),
+        "runtime.txt": RUNTIME_TXT.read_text(encoding="utf-8"),
         ".gitignore": "*.egg-info/\n.ipynb_checkpoints/\n__pycache__/\nbuild/\n",
     }
     if torch:

@@ -169,6 +169,7 @@ def test_contents(editions, through):
     ):
         assert heading in readme
     assert (edition / MARKER).is_file() and (edition / "pyproject.toml").is_file()
+    assert (edition / "runtime.txt").read_text() == "python-3.11\n"  # Binder's Python
 
 
 @pytest.mark.parametrize("through", [1, THROUGH[-1]])
