@@ -2,7 +2,8 @@
 
 _build/handout/<assignment>/ = the released notebook + npdl/ with core and the modules of
 EARLIER chapters only (gradcheck 01, activations 02, initializers 03, layers 04, losses 05,
-models/callbacks/metrics/data 06, optimizers/schedules 07).
+models/callbacks/metrics/data 06, optimizers/schedules 07, conv 09). `handout.write_npdl` decides
+it for the bundles and for the student edition alike (tests/test_release.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def test_chapter_order():
     )
     assert {"optimizers", "schedules"} <= set(modules_for("08_capstone"))
     assert not {"optimizers", "schedules", "models"} & set(modules_for("06_models"))
+    assert "conv" not in modules_for("09_convolutions") and "conv" in modules_for("10_next")
 
 
 @pytest.mark.parametrize("assignment", RELEASED)
