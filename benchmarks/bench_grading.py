@@ -96,9 +96,12 @@ def make_class(tmp: Path, students: int) -> tuple[Path, dict[str, str]]:
     """``students`` students x every assignment: perfect, blank and buggy in turn."""
     from autograder.demo import load_bugs, make_demo_class
     from autograder.notebooks import assignments
+    from autograder.pipeline import build_exercises
 
     demo = tmp / "demo"
-    make_demo_class(demo)
+    # Fresh releases from the sources, so the class never depends on a stale exercises/.
+    build_exercises(out=tmp / "exercises", sources_out=tmp / "solutions")
+    make_demo_class(demo, exercises=tmp / "exercises")
     bugs = load_bugs()
     kinds, klass = {}, tmp / "class"
     for i in range(students):

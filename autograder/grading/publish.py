@@ -13,6 +13,7 @@ when its inputs changed (or the file is not the one this store published).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 
@@ -96,25 +98,35 @@ class Publisher:
 
     # ------------------------------------------------------------------ gradebook, grades.csv
     def _gradebook(self, roster, units, failed) -> None:
-        graded = sorted(
-            (s, a) for (s, a), u in units.items() if u is not None and u["status"] == "graded"
-        )
+        """Bring OUT/gradebook.db and grades.csv up to date: replay only the units that changed
+        when the gradebook is the one this store last published (same course and students),
+        else rebuild it from the skeleton. Written to a temp copy, fsync'ed, renamed."""
         course = json.loads((self.store.course / "course.json").read_text(encoding="utf-8"))
-        inputs = hashlib.sha256(json.dumps({
+        state = {
             "course": course["key"],
             "students": sorted(roster),
-            "graded": [(s, a, units[(s, a)]["key"]) for s, a in graded],
-            "failed": sorted(failed),
-        }).encode()).hexdigest()
+            "graded": {f"{s}/{a}": u["key"] for (s, a), u in sorted(units.items())
+                       if u is not None and u["status"] == "graded"},
+            "failed": sorted(f"{s}/{a}" for s, a in failed),
+        }
         db, grades = self.out / "gradebook.db", self.out / "grades.csv"
         last = self.store.read_json(".published.json") or {}
-        if last == {"inputs": inputs, "gradebook": _sha(db), "grades": _sha(grades)}:
+        intact = last.get("gradebook") == _sha(db) and last.get("grades") == _sha(grades)
+        if intact and last.get("state") == state:
             return  # nothing changed since this store published them
+        before = last.get("state") or {}
+        incremental = intact and all(before.get(k) == state[k] for k in ("course", "students"))
+        old = before.get("graded", {}) if incremental else {}
+        new = state["graded"]
         tmp_db = self.out / f".gradebook.db.tmp-{os.getpid()}"
-        shutil.copyfile(self.store.course / "gradebook.db", tmp_db)
+        shutil.copyfile(db if incremental else self.store.course / "gradebook.db", tmp_db)
         try:
-            csv_text = self._replay(tmp_db, sorted(roster), [(s, a, units[(s, a)])
-                                                             for s, a in graded])
+            csv_text = self._replay(
+                tmp_db,
+                [] if incremental else state["students"],
+                [u.split("/") for u in sorted(old) if old[u] != new.get(u)],
+                [(*u.split("/"), units[tuple(u.split("/"))]) for u in new if old.get(u) != new[u]],
+            )
             csv_text = _blank_ungraded(csv_text, failed)
             with open(tmp_db, "rb+") as handle:
                 os.fsync(handle.fileno())
@@ -124,23 +136,36 @@ class Publisher:
             tmp_db.unlink(missing_ok=True)
         write_atomic(grades, csv_text)
         self.store.write_json(
-            ".published.json", {"inputs": inputs, "gradebook": _sha(db), "grades": _sha(grades)}
+            ".published.json", {"state": state, "gradebook": _sha(db), "grades": _sha(grades)}
         )
 
-    def _replay(self, path: Path, students: list[str], graded) -> str:
-        """Fill the gradebook at ``path`` as nbgrader's Autograde would; return the CSV export."""
-        from nbgrader.api import Gradebook
+    def _replay(self, path: Path, students: list[str], remove, add) -> str:
+        """In the gradebook at ``path``: add ``students``, remove the submissions ``remove``
+        ([student, assignment]), add those of ``add`` (student, assignment, unit) as nbgrader's
+        Autograde does, with its own SaveAutoGrades and AssignLatePenalties on the unit's
+        autograded notebooks. Returns the CSV export."""
+        import nbgrader.preprocessors.latesubmissions as late_module
+        import nbgrader.preprocessors.saveautogrades as save_module
+        from nbgrader.api import Gradebook, MissingEntry
         from nbgrader.plugins.export import CsvExportPlugin
         from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
+        from sqlalchemy import event
 
         from ..pipeline import course_config
 
         cfg = course_config(self.out)
         url = f"sqlite:///{path}"
+        tmp_csv = path.parent / f".grades.csv.tmp-{os.getpid()}"
         with Gradebook(url, cfg.CourseDirectory.course_id) as gb:
+            # A private temp copy, fsync'ed before it is renamed: no need to sync each commit.
+            event.listen(gb.engine, "connect", _no_sync)
+            gb.engine.dispose()
             for student in students:
                 gb.update_or_create_student(student)
-            for student, a, unit in graded:
+            for student, a in remove:
+                with contextlib.suppress(MissingEntry):
+                    gb.remove_submission(a, student)
+            for student, a, unit in add:
                 gb.update_or_create_submission(a, student)
                 for notebook in gb.find_assignment(a).notebooks:
                     if notebook.name not in unit["notebooks"]:  # nbgrader: not submitted -> 0
@@ -149,20 +174,48 @@ class Publisher:
                             grade.auto_score = 0
                             grade.needs_manual_grade = False
                 gb.db.commit()
-        for student, a, unit in graded:
-            for nb in unit["notebooks"]:
-                notebook = nbformat.read(Path(unit["dir"]) / "autograded" / f"{nb}.ipynb", 4)
-                resources = {"nbgrader": {"notebook": nb, "assignment": a, "student": student,
-                                          "db_url": url}}
-                for preprocessor in (SaveAutoGrades, AssignLatePenalties):
-                    preprocessor(config=cfg).preprocess(notebook, resources)
-        tmp_csv = path.parent / f".grades.csv.tmp-{os.getpid()}"
-        try:
-            with Gradebook(url, cfg.CourseDirectory.course_id) as gb:
+            # nbgrader's preprocessors open a Gradebook per notebook: lend them this one.
+            lent = _Lent(gb)
+            with mock.patch.object(save_module, "Gradebook", lent), \
+                    mock.patch.object(late_module, "Gradebook", lent):
+                for student, a, unit in add:
+                    for nb in unit["notebooks"]:
+                        path_nb = Path(unit["dir"]) / "autograded" / f"{nb}.ipynb"
+                        notebook = nbformat.read(path_nb, 4)
+                        resources = {"nbgrader": {"notebook": nb, "assignment": a,
+                                                  "student": student, "db_url": url}}
+                        for preprocessor in (SaveAutoGrades, AssignLatePenalties):
+                            preprocessor(config=cfg).preprocess(notebook, resources)
+            try:
                 CsvExportPlugin(to=str(tmp_csv)).export(gb)
-            return tmp_csv.read_text(encoding="utf-8")
-        finally:
-            tmp_csv.unlink(missing_ok=True)
+                return tmp_csv.read_text(encoding="utf-8")
+            finally:
+                tmp_csv.unlink(missing_ok=True)
+
+
+def _no_sync(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()
+
+
+class _Lent:
+    """An open Gradebook lent to code that would open (and close) its own: same session."""
+
+    def __init__(self, gb):
+        self.gb = gb
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __enter__(self):
+        return self.gb
+
+    def __exit__(self, *exc):
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.gb, name)
 
 
 def _blank_ungraded(text: str, failed) -> str:
