@@ -3,12 +3,13 @@
 The zip (upload it as the assignment's autograder, "Zip file upload", Ubuntu 22.04 or 24.04)::
 
     setup.sh, run_autograder        gradescope_files/: install; grade one submission
-    requirements.txt                the pinned grading set (requirements.txt + nbgrader, pyseccomp)
+    requirements.txt                the pinned grading set (`runtime_requirements`)
     constraints.txt                 the repository's pins, less torch/Jupyter Book/Playwright
     course/                         a copy of the repository's grading part, laid out as here:
-      autograder/, reference_impl/npdl/, nbgrader_config.py
+      autograder/, reference_impl/npdl/
+      nbgrader_config.py            the repository's, + TrustedExecute.session_timeout = time limit
       solutions/<A>/<nb>.md         the source notebook(s): solutions and hidden tests
-      gradescope.json               assignment, notebooks, hidden-test visibility, cell timeout
+      gradescope.json               assignment, notebooks, tests, hidden-test visibility, limits
 
 ``run_autograder`` calls ``python -m autograder.gradescope run`` (`run`): pick the notebook in
 ``submission/`` whatever it is called (`pick_notebooks`), grade it with `ClassGrader` exactly as
@@ -17,13 +18,19 @@ in Gradescope's format (`to_gradescope`). The course's code, the hidden tests an
 stay in ``source/``, readable by root only; student code runs in the ``process`` sandbox under an
 unprivileged uid that Landlock (where the kernel has it) and those permissions keep out of them.
 
-Autograder errors (the sandbox cannot start, the grader crashes) are never presented as a
-grade. Gradescope uploads results.json whatever run_autograder's exit status; without one the
-student reads only "The autograder failed to execute correctly" and the instructor a log. So
-`infrastructure_error` writes one whose output begins "AUTOGRADER ERROR - this is not your grade"
-with score 0, no tests and ``extra_data.infrastructure_error``, and ``run`` exits non-zero (2 when
-the sandbox cannot start, 1 otherwise) so the failure shows in Gradescope's stdout log and in any
-local harness. After fixing the cause, the instructor re-runs the autograder on those submissions.
+Time: Gradescope stops a run after its timeout (10 minutes unless raised, 40 at most) with no
+results. Each cell has ``--cell-timeout`` (120 s), the notebook's sandbox session ``--time-limit``
+(420 s), and run_autograder stops the whole run 120 s after that, as an autograder error.
+
+Autograder errors (the sandbox cannot start, the grader crashes or runs out of time or memory) are
+never presented as a grade. Gradescope goes by results.json, not by the exit status: its
+troubleshooting guide gives "The autograder failed to execute correctly" (all a student would read)
+for a missing or invalid results.json. So `infrastructure_error` (or run_autograder itself) writes
+one whose output begins "AUTOGRADER ERROR - this is not your grade", with score 0, no tests and
+``extra_data.infrastructure_error``, and the run exits non-zero (2: the sandbox cannot start, 124:
+out of time, else 1) so the failure shows in Gradescope's stdout log and in any local harness.
+After fixing the cause, the instructor re-runs the autograder on those submissions (their 0 is not
+a grade).
 """
 
 from __future__ import annotations
