@@ -1,4 +1,5 @@
-"""Instructor commands: ``python -m autograder {build-exercises,grade,demo-class,handout} ...``."""
+"""Instructor commands: build the exercises, grade a class, make a demo class or the per-chapter
+handouts, write the student edition, build a Gradescope autograder."""
 
 from __future__ import annotations
 
