@@ -95,6 +95,16 @@ def im2col(x, kh, kw, stride=1, padding=0) -> np.ndarray:
     return view.reshape(n, c * kernel[0] * kernel[1], oh * ow)  # the one copy
 
 
+def _inside(offset: int, pad: int, stride: int, size: int, out: int) -> tuple[slice, slice]:
+    """Along one axis, for kernel offset ``offset``: the output positions ``p`` whose input
+    index ``p*stride + offset - pad`` lies inside ``[0, size)`` (the others read padding), as
+    a slice of the input and the matching slice of the output (both empty if there are none)."""
+    first = max(0, -((offset - pad) // stride))  # ceil((pad - offset) / stride), at least 0
+    last = max(first, min(out, (size - 1 + pad - offset) // stride + 1))
+    start = first * stride + offset - pad
+    return slice(start, start + (last - first) * stride, stride), slice(first, last)
+
+
 def col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> np.ndarray:
     """Fold columns back into images, ADDING the values that land on the same pixel.
 
@@ -102,7 +112,9 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> np.ndarray:
     ``dx[n, c, h, w] = sum of cols[n, (c*kh + i)*kw + j, p*OW + q]`` over every (i, j, p, q)
     with ``p*sh + i - ph = h`` and ``q*sw + j - pw = w``. This is the adjoint of `im2col`
     (``<im2col(x), cols> = <x, col2im(cols)>``), hence the backward of the unfolding.
-    Loops over the kh*kw kernel offsets only; padding rows and columns are dropped.
+    Loops over the kh*kw kernel offsets only: offset (i, j) adds the slice ``cols[:, :, i, j]``
+    into the pixels it was copied from, rows ``p*sh + i - ph`` and columns ``q*sw + j - pw``,
+    leaving out the entries that were copied from the padding (no pixel receives them).
     """
     cols = float_array(cols, "col2im", what="cols")
     (n, c, h, w), (kh, kw) = tuple(int(d) for d in x_shape), (int(kh), int(kw))
@@ -115,11 +127,13 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> np.ndarray:
             f"for x_shape={(n, c, h, w)}. Received: shape={cols.shape}."
         )
     cols = cols.reshape(n, c, kh, kw, oh, ow)
-    xpad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
     for i in range(kh):
+        rows, p = _inside(i, ph, sh, h, oh)  # input rows hit by kernel row i, and from where
         for j in range(kw):
-            xpad[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += cols[:, :, i, j]
-    return xpad[:, :, ph : ph + h, pw : pw + w] if ph or pw else xpad
+            columns, q = _inside(j, pw, sw, w, ow)
+            dx[:, :, rows, columns] += cols[:, :, i, j, p, q]
+    return dx
 
 
 # ---------------------------------------------------------------------- Conv2D
