@@ -7,23 +7,12 @@ page is saved in `_build/screenshots/`. A missing browser is a failure, never a 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from book_helpers import ROOT, build_book, page_path, sphinx_warnings
+from offline_browser import OfflineTab, chromium
 
 pytestmark = [pytest.mark.xdist_group(name="book"), pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGES = [
     "book/intro",
     "book/01_backprop",
@@ -31,6 +20,7 @@ PAGES = [
     "book/03_initializers",
     "book/04_layers",
     "book/07_optimizers",
+    "book/09_convolutions",
 ]
 PAGES_WITH_MATH = {
     "book/01_backprop",
@@ -38,9 +28,9 @@ PAGES_WITH_MATH = {
     "book/03_initializers",
     "book/04_layers",
     "book/07_optimizers",
+    "book/09_convolutions",
 }
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 # The page's visible text without code (a code cell may legitimately contain TeX in a plot label).
 PROSE_TEXT = """() => {
     const main = document.querySelector("main") || document.body;
@@ -56,58 +46,19 @@ RAW_TEX = ("\\frac", "\\partial", "\\sum", "\\begin{", "$$")
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. "
-            "Install it with `scripts/ensure-chromium` (or `sudo apt-get install -y chromium`)."
-        )
     result = build_book()
     assert result.returncode == 0, (
         "\n".join(sphinx_warnings(result.output)) or result.output[-3000:]
     )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
-class PageVisit:
-    """Load one page offline and collect what went wrong."""
+class PageVisit(OfflineTab):
+    """Load one page of the built book offline and collect what went wrong."""
 
     def __init__(self, browser, doc: str):
-        self.network: list[str] = []
-        self.console_errors: list[str] = []
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, service_workers="block"
-        )
-        context.route("**/*", self._route)
-        self.page = context.new_page()
-        self.page.on("request", self._record)
-        self.page.on(
-            "console", lambda msg: msg.type == "error" and self.console_errors.append(msg.text)
-        )
-        self.page.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
-        self.page.goto(page_path(doc).as_uri(), wait_until="load")
-        self.context = context
-
-    def _record(self, request):
-        if not request.url.startswith(LOCAL_SCHEMES):
-            self.network.append(request.url)
-
-    def _route(self, route):
-        if route.request.url.startswith(LOCAL_SCHEMES):
-            route.continue_()
-        else:
-            self.network.append(route.request.url)
-            route.abort()
-
-    def wait_for_mathjax(self) -> None:
-        self.page.wait_for_function(
-            "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000
-        )
-        self.page.evaluate("() => MathJax.startup.promise")
+        super().__init__(browser, page_path(doc).as_uri())
 
     def load_all_images(self) -> list[dict]:
         # Lazy images off screen would never load: make them eager and wait for each one.

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from offline_browser import OfflineTab, chromium
 
 from autograder.demo import fill_release, load_bugs
 from autograder.feedback import has_math
@@ -30,18 +31,7 @@ slow = pytest.mark.slow  # the tests that grade the class and open its pages
 ASSIGNMENT, NOTEBOOK = "02_activations", "activations"
 BUG = next(b for b in load_bugs()[ASSIGNMENT] if b["student"] == "bug_relu_backward_times_input")
 STUDENTS = ("solution", BUG["student"])
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = REPO / "_build" / "screenshots"
-LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 # A <script> or <link> that loads from another host (http:, https: or protocol-relative).
 REMOTE_TAG = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*[\"']?(?:https?:)?//", re.I)
 # The text of the rendered markdown, without code and MathJax's hidden MathML copy.
@@ -91,38 +81,17 @@ def _page(out: Path, student: str) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. "
-            "Install it with `scripts/ensure-chromium` (or `sudo apt-get install -y chromium`)."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
-class Visit:
+class Visit(OfflineTab):
     """One feedback page loaded offline, with what it showed and what went wrong."""
 
     def __init__(self, browser, page: Path, screenshot: Path):
-        self.network: list[str] = []
-        self.console_errors: list[str] = []
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, service_workers="block"
-        )
-        context.route("**/*", self._route)
-        tab = context.new_page()
-        tab.on("request", self._record)
-        tab.on("console", lambda msg: msg.type == "error" and self.console_errors.append(msg.text))
-        tab.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
-        tab.goto(page.as_uri(), wait_until="load")
-        tab.wait_for_function(
-            "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30_000
-        )
-        tab.evaluate("() => MathJax.startup.promise")
+        super().__init__(browser, page.as_uri())
+        tab = self.page
+        self.wait_for_mathjax(timeout_ms=30_000)
         self.summary = tab.evaluate(
             """() => Array.from(document.querySelectorAll("#toc li")).map(li => ({
                 id: li.dataset.gradeId || null, text: li.innerText,
@@ -135,18 +104,7 @@ class Visit:
         self.text = tab.evaluate("() => document.body.innerText")
         tab.wait_for_timeout(300)  # let late console messages arrive
         tab.screenshot(path=str(screenshot), full_page=False)
-        context.close()
-
-    def _record(self, request):
-        if not request.url.startswith(LOCAL_SCHEMES):
-            self.network.append(request.url)
-
-    def _route(self, route):
-        if route.request.url.startswith(LOCAL_SCHEMES):
-            route.continue_()
-        else:
-            self.network.append(route.request.url)
-            route.abort()
+        self.context.close()
 
 
 @pytest.fixture(scope="module")
