@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from sandbox_programs import FORK_BOMB
 
 from autograder.sandbox import (
     Limits,
@@ -482,21 +483,9 @@ def test_session_timeout_bounds_many_slow_calls():
 
 
 def test_fork_bomb_is_bounded_and_cleaned_up():
-    bomb = '''
-import os, time
-n = 0
-try:
-    while n < 500:
-        if os.fork() == 0:
-            time.sleep(60)
-            os._exit(0)
-        n += 1
-except OSError:
-    pass
-'''
     with Sandbox(limits=Limits(max_processes=8)) as sandbox:
         uid = sandbox.uid
-        sandbox.exec(bomb)
+        sandbox.exec(FORK_BOMB)
         forked = sandbox.fetch("n")
         assert 0 < forked < 8 and processes_of(uid) >= forked
     deadline = time.monotonic() + 5

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sandbox_programs import FORK_BOMB
 
 from autograder.sandbox import (
     Limits,
@@ -54,18 +55,6 @@ def attempt(fn):
     except OSError as error:
         return errno.errorcode.get(error.errno, str(error.errno))
     return "ok"
-'''
-FORK_BOMB = '''
-import os, time
-n = 0
-try:
-    while n < 500:
-        if os.fork() == 0:
-            time.sleep(60)
-            os._exit(0)
-        n += 1
-except OSError:
-    pass
 '''
 
 
