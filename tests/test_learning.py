@@ -75,11 +75,15 @@ def test_regression_fits_a_sine():
 
 
 def test_digits_cnn_reaches_98_percent_and_beats_the_mlp_on_the_same_split():
-    """Chapter 9's capstone: on chapter 8's split, a small CNN beats chapter 8's MLP."""
+    """Chapter 9's capstone: on chapter 8's split, a small CNN beats chapter 8's MLP.
+
+    359 test images make one seed's accuracy noisy (about +-2 images), so both models are
+    trained from three (weight seed, shuffle seed) pairs and compared on their mean accuracy.
+    """
     from threadpoolctl import threadpool_limits
 
     from npdl.conv import Conv2D, MaxPool2D
-    from npdl.layers import Flatten
+    from npdl.layers import Dropout, Flatten
     from npdl.models import Callback
     from npdl.schedules import CosineAnnealingLR
 
@@ -96,29 +100,35 @@ def test_digits_cnn_reaches_98_percent_and_beats_the_mlp_on_the_same_split():
     x_train, _, y_train, _ = train_test_split(x_rest, y_rest, test_size=0.1, rng=0,
                                               stratify=y_rest)
 
-    def accuracy(model, train_x, test_x):
-        optimizer = SGD(lr=0.05, momentum=0.9, weight_decay=1e-3)
-        model.fit(train_x, y_train, loss=SoftmaxCrossEntropy(), optimizer=optimizer, epochs=30,
-                  batch_size=32, callbacks=[StepSchedule(CosineAnnealingLR(optimizer, T_max=30))],
-                  verbose=0, rng=0)
+    def accuracy(model, train_x, test_x, epochs, weight_decay, shuffle_seed):
+        optimizer = SGD(lr=0.05, momentum=0.9, weight_decay=weight_decay)
+        model.fit(train_x, y_train, loss=SoftmaxCrossEntropy(), optimizer=optimizer,
+                  epochs=epochs, batch_size=32, verbose=0, rng=shuffle_seed,
+                  callbacks=[StepSchedule(CosineAnnealingLR(optimizer, T_max=epochs))])
         return model.evaluate(test_x, y_test, SoftmaxCrossEntropy())["accuracy"]
 
-    with threadpool_limits(limits=1):  # the book's setting: same summation order, same numbers
-        mlp_train, mean, std = standardize(x_train)
-        mlp = Sequential([Dense(64, 256, rng=0), ReLU(), Dense(256, 10, rng=10)])
-        mlp_accuracy = accuracy(mlp, mlp_train, standardize(x_test, mean, std)[0])
+    mlp_train, mean, std = standardize(x_train)
+    mlp_test = standardize(x_test, mean, std)[0]
+    pixel_mean, pixel_std = x_train.mean(), x_train.std()  # one scale for all pixels
 
-        pixel_mean, pixel_std = x_train.mean(), x_train.std()  # one scale for all pixels
+    def images(flat):
+        return ((flat - pixel_mean) / pixel_std).reshape(-1, 1, 8, 8)
 
-        def images(flat):
-            return ((flat - pixel_mean) / pixel_std).reshape(-1, 1, 8, 8)
-
-        seeds = np.random.default_rng(0)
-        cnn = Sequential([
-            Conv2D(1, 16, 3, padding=1, rng=seeds), ReLU(), MaxPool2D(2),
-            Conv2D(16, 32, 3, padding=1, rng=seeds), ReLU(), MaxPool2D(2),
-            Flatten(), Dense(32 * 2 * 2, 10, rng=seeds),
+    def cnn(seed):
+        seeds = np.random.default_rng(seed)
+        return Sequential([
+            Conv2D(1, 32, 3, padding=1, rng=seeds), ReLU(), MaxPool2D(2),
+            Conv2D(32, 64, 3, padding=1, rng=seeds), ReLU(), MaxPool2D(2),
+            Flatten(), Dense(64 * 2 * 2, 128, rng=seeds), ReLU(), Dropout(0.5, rng=seeds),
+            Dense(128, 10, rng=seeds),
         ])
-        cnn_accuracy = accuracy(cnn, images(x_train), images(x_test))
-    assert cnn_accuracy >= 0.98
-    assert cnn_accuracy > mlp_accuracy
+
+    mlp_accuracies, cnn_accuracies = [], []
+    with threadpool_limits(limits=1):  # the book's setting: same summation order, same numbers
+        for seed in (0, 1, 2):  # weight seed and shuffle seed alike
+            mlp = Sequential([Dense(64, 256, rng=seed), ReLU(), Dense(256, 10, rng=seed + 10)])
+            mlp_accuracies.append(accuracy(mlp, mlp_train, mlp_test, 30, 1e-3, seed))
+            cnn_accuracies.append(accuracy(cnn(seed), images(x_train), images(x_test), 40, 2e-3,
+                                           seed))
+    assert np.mean(cnn_accuracies) >= 0.98, cnn_accuracies
+    assert np.mean(cnn_accuracies) > np.mean(mlp_accuracies), (cnn_accuracies, mlp_accuracies)
