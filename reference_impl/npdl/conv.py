@@ -126,14 +126,15 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> np.ndarray:
             f"col2im: expected cols of shape (N, C*kh*kw, OH*OW) = {(n, c * kh * kw, oh * ow)} "
             f"for x_shape={(n, c, h, w)}. Received: shape={cols.shape}."
         )
-    cols = cols.reshape(n, c, kh, kw, oh, ow)
-    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
+    # Images and channels share one axis: fewer, longer loops inside each NumPy addition.
+    cols = cols.reshape(n * c, kh, kw, oh, ow)
+    dx = np.zeros((n * c, h, w), dtype=cols.dtype)
     for i in range(kh):
         rows, p = _inside(i, ph, sh, h, oh)  # input rows hit by kernel row i, and from where
         for j in range(kw):
             columns, q = _inside(j, pw, sw, w, ow)
-            dx[:, :, rows, columns] += cols[:, :, i, j, p, q]
-    return dx
+            dx[:, rows, columns] += cols[:, i, j, p, q]
+    return dx.reshape(n, c, h, w)
 
 
 # ---------------------------------------------------------------------- Conv2D
