@@ -240,7 +240,8 @@ def _complete_files(out: Path) -> None:
     for path in [*out.glob("results/*.json"), *out.glob(".units/*/*/unit.json")]:
         json.loads(path.read_text("utf-8"))
     if (out / "grades.csv").exists():
-        rows = list(csv.reader((out / "grades.csv").open(encoding="utf-8")))
+        with open(out / "grades.csv", newline="", encoding="utf-8") as f:  # closed: no warning
+            rows = list(csv.reader(f))
         assert rows and all(len(row) == len(rows[0]) for row in rows)
 
 
