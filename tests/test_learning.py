@@ -84,16 +84,8 @@ def test_digits_cnn_reaches_98_percent_and_beats_the_mlp_on_the_same_split():
 
     from npdl.conv import Conv2D, MaxPool2D
     from npdl.layers import Dropout, Flatten
-    from npdl.models import Callback
+    from npdl.models import StepSchedule
     from npdl.schedules import CosineAnnealingLR
-
-    class StepSchedule(Callback):
-        def __init__(self, schedule):
-            self.schedule = schedule
-
-        def on_epoch_end(self, epoch, logs, model):
-            self.schedule.step()
-            return False
 
     x, y = load_digits()
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, rng=0, stratify=y)

@@ -157,3 +157,60 @@ def test_errors(make, error, pattern):
 def test_base_class_needs_lr_at():
     with pytest.raises(NotImplementedError, match="lr_at"):
         LRScheduler(SGD())
+
+
+# ------------------------------------------------ StepSchedule: schedules inside fit()
+def test_step_schedule_in_fit_follows_torchs_epoch_loop():
+    from npdl.callbacks import Callback, StepSchedule
+    from npdl.layers import Dense
+    from npdl.losses import MSE
+    from npdl.models import Sequential
+
+    class RecordLR(Callback):  # the lr the epoch that just ended was trained with
+        def __init__(self, optimizer):
+            self.optimizer, self.lrs = optimizer, []
+
+        def on_epoch_end(self, epoch, logs, model):
+            self.lrs.append(self.optimizer.lr)
+            return False
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((20, 3)), rng.standard_normal((20, 1))
+    optimizer = SGD(lr=0.1, momentum=0.9)
+    record = RecordLR(optimizer)
+    Sequential([Dense(3, 1, rng=0)]).fit(
+        x, y, loss=MSE(), optimizer=optimizer, epochs=6, batch_size=5, verbose=0, rng=0,
+        callbacks=[record, StepSchedule(CosineAnnealingLR(optimizer, T_max=6))])
+    expected = _torch_lrs(lambda opt: T.CosineAnnealingLR(opt, T_max=6), 0.1, 6)
+    assert np.allclose(record.lrs, expected[:6], rtol=1e-12, atol=0)
+    assert optimizer.lr == pytest.approx(expected[6], abs=1e-15)
+
+
+def test_step_schedule_passes_the_monitored_metric_to_reduce_on_plateau():
+    from npdl.callbacks import StepSchedule
+
+    metrics = [1.0, 0.9, 0.95, 0.97, 0.99, 0.98, 0.5, 0.6, 0.7]
+    make = {"patience": 1, "factor": 0.5}
+    optimizer = SGD(lr=0.4)
+    callback = StepSchedule(ReduceLROnPlateau(optimizer, **make), monitor="val_loss")
+    lrs = [optimizer.lr]
+    for epoch, metric in enumerate(metrics):
+        assert callback.on_epoch_end(epoch, {"loss": 0.0, "val_loss": metric}, None) is False
+        lrs.append(optimizer.lr)
+    expected = _torch_lrs(lambda opt: T.ReduceLROnPlateau(opt, **make), 0.4, len(metrics), metrics)
+    assert np.allclose(lrs, expected, rtol=0, atol=1e-15)
+    assert min(lrs) < 0.4  # the plateau was detected, so the comparison means something
+
+
+def test_step_schedule_errors_name_the_mismatch():
+    from npdl.callbacks import StepSchedule
+
+    with pytest.raises(TypeError, match=r"expected a schedule with a step\(\) method.*float"):
+        StepSchedule(0.1)
+    with pytest.raises(ValueError, match=r"Plateau.step\(\) takes a metric.*monitor=None"):
+        StepSchedule(ReduceLROnPlateau(SGD(lr=0.1)))
+    with pytest.raises(ValueError, match=r"CosineAnnealingLR.step\(\) takes no metric.*'val_loss'"):
+        StepSchedule(CosineAnnealingLR(SGD(lr=0.1), T_max=3), monitor="val_loss")
+    callback = StepSchedule(ReduceLROnPlateau(SGD(lr=0.1)), monitor="val_loss")
+    with pytest.raises(KeyError, match=r"expected 'val_loss' in the epoch logs.*\['loss'\]"):
+        callback.on_epoch_end(0, {"loss": 1.0}, None)

@@ -1,10 +1,13 @@
-"""What `Sequential.fit` records and the hooks it calls: `History`, `Callback`, `EarlyStopping`."""
+"""What `Sequential.fit` records and the hooks it calls: `History`, `Callback`,
+`EarlyStopping` and `StepSchedule`."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
-__all__ = ["History", "Callback", "EarlyStopping"]
+__all__ = ["History", "Callback", "EarlyStopping", "StepSchedule"]
 
 
 class History:
@@ -64,6 +67,16 @@ class Callback:
         pass
 
 
+def _monitored(logs: dict, monitor: str, who: str) -> float:
+    """``logs[monitor]`` as a float, or a KeyError listing the keys the epoch did log."""
+    if monitor not in logs:
+        raise KeyError(
+            f"{who}: expected {monitor!r} in the epoch logs. Received: {sorted(logs)}. "
+            "Pass validation_data to fit() or monitor another key."
+        )
+    return float(logs[monitor])
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
@@ -106,13 +119,7 @@ class EarlyStopping(Callback):
         return value > self.best + self.min_delta
 
     def on_epoch_end(self, epoch: int, logs: dict, model) -> bool:
-        if self.monitor not in logs:
-            raise KeyError(
-                f"EarlyStopping(monitor={self.monitor!r}): expected {self.monitor!r} in the "
-                f"epoch logs. Received: {sorted(logs)}. "
-                "Pass validation_data to fit() or monitor another key."
-            )
-        value = float(logs[self.monitor])
+        value = _monitored(logs, self.monitor, f"EarlyStopping(monitor={self.monitor!r})")
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
@@ -134,3 +141,40 @@ class EarlyStopping(Callback):
             f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
             f"min_delta={self.min_delta}, restore_best={self.restore_best})"
         )
+
+
+class StepSchedule(Callback):
+    """Advance a learning-rate schedule at the end of every epoch.
+
+    A PyTorch loop calls ``scheduler.step()`` after each epoch; inside `Sequential.fit`
+    this callback does it. ``schedule`` is any npdl schedule (``CosineAnnealingLR``,
+    ``StepLR``, ...). ``ReduceLROnPlateau`` steps on a metric: pass ``monitor`` (e.g.
+    ``"val_loss"``) and each epoch calls ``schedule.step(logs[monitor])``.
+    """
+
+    def __init__(self, schedule, monitor: str | None = None) -> None:
+        step = getattr(schedule, "step", None)
+        if not callable(step):
+            raise TypeError(
+                "StepSchedule: expected a schedule with a step() method (e.g. "
+                f"CosineAnnealingLR(optimizer, T_max)). Received: {type(schedule).__name__}."
+            )
+        takes_metric = bool(inspect.signature(step).parameters)
+        if takes_metric != (monitor is not None):
+            needs = "a metric: pass monitor, e.g. 'val_loss'" if takes_metric else "no metric"
+            raise ValueError(
+                f"StepSchedule: {type(schedule).__name__}.step() takes {needs}. "
+                f"Received: monitor={monitor!r}."
+            )
+        self.schedule, self.monitor = schedule, monitor
+
+    def on_epoch_end(self, epoch: int, logs: dict, model) -> bool:
+        if self.monitor is None:
+            self.schedule.step()
+        else:
+            self.schedule.step(_monitored(logs, self.monitor, repr(self)))
+        return False  # a schedule never stops training
+
+    def __repr__(self) -> str:
+        monitor = "" if self.monitor is None else f", monitor={self.monitor!r}"
+        return f"StepSchedule({type(self.schedule).__name__}{monitor})"

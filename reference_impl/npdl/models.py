@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from npdl.callbacks import Callback, EarlyStopping, History
+from npdl.callbacks import Callback, EarlyStopping, History, StepSchedule
 from npdl.core import Layer, NotReadyError, ShapeError
 from npdl.data import _as_generator, batches
 from npdl.metrics import count_correct, is_classification_target
 
-__all__ = ["Sequential", "History", "Callback", "EarlyStopping"]
+__all__ = ["Sequential", "History", "Callback", "EarlyStopping", "StepSchedule"]
 
 
 def _check_samples(x, y, who: str) -> None:
