@@ -57,6 +57,10 @@ CONV_CASES = [
     ((2, 2, 10, 7), 3, (1, 4), (3, 2), 2),
     ((4, 3, 5, 5), 6, 2, 3, 0),
     ((1, 2, 3, 3), 2, (4, 2), 1, (1, 0)),
+    # stride 1 with the input's size kept: dx by whole-image shifts, not col2im
+    ((2, 2, 5, 4), 3, (3, 5), 1, (1, 2)),
+    ((2, 3, 1, 1), 2, 3, 1, 1),  # a 1x1 image: every offset but the centre reads padding
+    ((1, 2, 2, 3), 2, (5, 3), 1, (2, 1)),  # padding wider than the image
 ]
 
 
@@ -488,3 +492,30 @@ def test_pools_match_torch_property(geometry, seed, ties):
         yt.backward(torch.tensor(g))
         assert relative_error(layer(x), yt.detach().numpy()) < TORCH_TOL
         assert relative_error(layer.backward(g), xt.grad.numpy()) < TORCH_TOL
+
+
+@st.composite
+def same_size_geometry(draw):
+    """Stride 1, odd kernels, padding (k - 1) / 2: the output keeps the input's size."""
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    x_shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)),
+               draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    return x_shape, (2 * ph + 1, 2 * pw + 1), (ph, pw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(geometry=same_size_geometry(), c_out=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_same_size_input_gradient_equals_col2im_and_torch(geometry, c_out, seed):
+    x_shape, kernel, padding = geometry
+    rng = np.random.default_rng(seed)
+    layer = Conv2D(x_shape[1], c_out, kernel, 1, padding, rng=seed)
+    x = rng.standard_normal(x_shape)
+    g = rng.standard_normal(layer.output_shape(x_shape))
+    assert layer.forward(x).shape == g.shape and g.shape[2:] == x_shape[2:]
+    dx = layer.backward(g)
+    w2 = layer.params["W"].reshape(c_out, -1)
+    by_col2im = col2im(np.matmul(w2.T, g.reshape(len(g), c_out, -1)), x_shape, *kernel, 1, padding)
+    assert np.allclose(dx, by_col2im, rtol=1e-12, atol=1e-12)
+    xt = t64(x)
+    F.conv2d(xt, t64(layer.params["W"], grad=False), padding=padding).backward(torch.tensor(g))
+    assert relative_error(dx, xt.grad.numpy()) < TORCH_TOL

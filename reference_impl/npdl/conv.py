@@ -95,6 +95,21 @@ def im2col(x, kh, kw, stride=1, padding=0) -> np.ndarray:
     return view.reshape(n, c * kernel[0] * kernel[1], oh * ow)  # the one copy
 
 
+def _im2col_with_ones(x, kernel, stride, padding) -> np.ndarray:
+    """``im2col(x)`` with a row of ones under each image's columns: (N, C*kh*kw + 1, OH*OW).
+
+    The bias is then the weight of a constant input (the "bias trick"), so Conv2D's forward
+    is ONE matmul ``[W | b] @ cols`` and its backward gets ``[dW | db]`` from another, with no
+    extra passes over the output or the gradient to add or sum the bias.
+    """
+    view = _windows(x, kernel, stride, padding, fill=0.0)  # (N, C, kh, kw, OH, OW)
+    n, c, kh, kw, oh, ow = view.shape
+    cols = np.empty((n, c * kh * kw + 1, oh * ow), dtype=x.dtype)
+    cols[:, -1] = 1.0
+    np.copyto(np.reshape(cols[:, :-1], view.shape, copy=False), view)  # the one copy
+    return cols
+
+
 def _inside(offset: int, pad: int, stride: int, size: int, out: int) -> tuple[slice, slice]:
     """Along one axis, for kernel offset ``offset``: the output positions ``p`` whose input
     index ``p*stride + offset - pad`` lies inside ``[0, size)`` (the others read padding), as
@@ -137,6 +152,46 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> np.ndarray:
     return dx.reshape(n, c, h, w)
 
 
+def _read_padding(offset: int, pad: int, size: int) -> slice:
+    """Output positions along one axis that read padding at kernel offset ``offset``, for a
+    stride-1 convolution whose output keeps the input's size."""
+    if offset < pad:
+        return slice(0, pad - offset)
+    return slice(max(0, size - (offset - pad)), size)  # empty when offset == pad
+
+
+def _same_size_input_grad(weight, g, x_shape, padding) -> np.ndarray:
+    """dx of a stride-1 convolution whose output keeps the input's size (odd kernel, padding
+    ``(k - 1) / 2``): the numbers of ``col2im(W^T g)``, computed faster.
+
+    Shapes: weight (C_out, C, kh, kw), g (N, C_out, H*W) -> dx ``x_shape`` = (N, C, H, W).
+    With W's columns in (i, j, c) order, ``W^T g`` holds the C planes of each kernel offset
+    as one contiguous block per image. Offset (i, j) moves a value ``i - ph`` rows and
+    ``j - pw`` columns: in a row-major image that is ONE flat shift ``(i - ph)*W + (j - pw)``,
+    so each offset is a single long addition instead of N*C*H short rows (which NumPy runs
+    several times slower). Values read from the padding would wrap into a neighbouring row
+    or channel, so they are zeroed first.
+    """
+    n, c, h, w = x_shape
+    c_out, _, kh, kw = weight.shape
+    ph, pw = padding
+    by_offset = weight.transpose(0, 2, 3, 1).reshape(c_out, kh * kw * c)  # columns (i, j, c)
+    dcols = np.matmul(by_offset.T, g).reshape(n, kh, kw, c, h, w)
+    for i in range(kh):
+        dcols[:, i, :, :, _read_padding(i, ph, h), :] = 0.0
+    for j in range(kw):
+        dcols[:, :, j, :, :, _read_padding(j, pw, w)] = 0.0
+    planes, size = dcols.reshape(n, kh, kw, c * h * w), c * h * w
+    dx = planes[:, ph, pw].copy()  # the centre offset does not move
+    for i in range(kh):
+        for j in range(kw):
+            shift = (i - ph) * w + (j - pw)
+            low, high = max(0, -shift), min(size, size - shift)
+            if (i, j) != (ph, pw) and low < high:
+                dx[:, low + shift : high + shift] += planes[:, i, j, low:high]
+    return dx.reshape(x_shape)
+
+
 # ---------------------------------------------------------------------- Conv2D
 class Conv2D(Layer):
     """2-D convolution (a cross-correlation, as in every DL library), ``torch.nn.Conv2d``.
@@ -144,13 +199,15 @@ class Conv2D(Layer):
     Shapes: x (N, C_in, H, W) -> y (N, C_out, OH, OW); ``W`` (C_out, C_in, kh, kw),
     ``b`` (C_out,). Forward:
     ``y[n, o, p, q] = b[o] + sum_{c,i,j} W[o, c, i, j] * xpad[n, c, p*sh + i, q*sw + j]``,
-    computed as ``y[n] = W.reshape(C_out, -1) @ cols[n] + b`` with ``cols = im2col(x)``.
+    computed as ``y[n] = W.reshape(C_out, -1) @ cols[n] + b`` with ``cols = im2col(x)``
+    (as one matmul: ``cols`` carries a row of ones whose weight is ``b``).
 
     Backward, with ``g = dL/dy`` reshaped (N, C_out, OH*OW):
     ``db = sum_{n,p,q} g``; ``dW = sum_n g[n] @ cols[n]^T`` (the correlation of the input
     with the gradient); ``dx = col2im(W.reshape(C_out, -1)^T @ g)`` (a full convolution of
-    g with the flipped kernel). ``weight_init`` is called with the shape
-    (kh, kw, C_in, C_out), so ``fan_in = C_in*kh*kw`` as in torch, then transposed.
+    g with the flipped kernel; for a stride-1 "same" convolution, by whole-image shifts).
+    ``weight_init`` is called with the shape (kh, kw, C_in, C_out), so ``fan_in = C_in*kh*kw``
+    as in torch, then transposed.
     """
 
     def __init__(
@@ -192,24 +249,29 @@ class Conv2D(Layer):
         """x (N, C_in, H, W) -> y (N, C_out, OH, OW) = W * x + b (cross-correlation)."""
         x = _check_image(x, repr(self), self.in_channels, self.dtype)
         oh, ow = _output_hw(x.shape, self.kernel_size, self.stride, self.padding, repr(self))
-        cols = im2col(x, *self.kernel_size, self.stride, self.padding)
-        out = np.matmul(self.params["W"].reshape(self.out_channels, -1), cols)
-        out += self.params["b"][:, None]
+        cols = _im2col_with_ones(x, self.kernel_size, self.stride, self.padding)
+        weight_and_bias = np.concatenate(
+            [self.params["W"].reshape(self.out_channels, -1), self.params["b"][:, None]], axis=1
+        )
+        out = np.matmul(weight_and_bias, cols)  # (N, C_out, OH*OW)
         self._cache = (x.shape, cols)
         return out.reshape(x.shape[0], self.out_channels, oh, ow)
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True):
         """g (N, C_out, OH, OW) -> dx (N, C_in, H, W), or None; overwrites dW and db."""
         x_shape, cols = require_cache(self._cache, repr(self))
-        n, k, length = cols.shape
-        g = _grad_like(grad_output, self.output_shape(x_shape), repr(self), self.dtype)
+        n, _, length = cols.shape
+        out_shape = self.output_shape(x_shape)
+        g = _grad_like(grad_output, out_shape, repr(self), self.dtype)
         g = g.reshape(n, self.out_channels, length)
-        np.sum(g, axis=(0, 2), out=self.grads["b"])
-        dw = self.grads["W"].reshape(self.out_channels, k)  # a view: writes into grads["W"]
-        np.sum(np.matmul(g, cols.transpose(0, 2, 1)), axis=0, out=dw)
+        grads = np.sum(np.matmul(g, cols.transpose(0, 2, 1)), axis=0)  # [dW | db]
+        self.grads["W"][...] = grads[:, :-1].reshape(self.grads["W"].shape)
+        self.grads["b"][...] = grads[:, -1]
         if not need_input_grad:
             return None
-        dcols = np.matmul(self.params["W"].reshape(self.out_channels, k).T, g)
+        if self.stride == (1, 1) and out_shape[2:] == tuple(x_shape[2:]):
+            return _same_size_input_grad(self.params["W"], g, x_shape, self.padding)
+        dcols = np.matmul(self.params["W"].reshape(self.out_channels, -1).T, g)
         return col2im(dcols, x_shape, *self.kernel_size, self.stride, self.padding)
 
     def output_shape(self, input_shape: tuple) -> tuple:
