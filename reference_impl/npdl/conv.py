@@ -106,7 +106,8 @@ def _im2col_with_ones(x, kernel, stride, padding) -> np.ndarray:
     n, c, kh, kw, oh, ow = view.shape
     cols = np.empty((n, c * kh * kw + 1, oh * ow), dtype=x.dtype)
     cols[:, -1] = 1.0
-    np.copyto(np.reshape(cols[:, :-1], view.shape, copy=False), view)  # the one copy
+    window_rows = cols[:, :-1].reshape(view.shape)  # a view: it only splits contiguous axes
+    np.copyto(window_rows, view)  # the one copy
     return cols
 
 
