@@ -22,14 +22,7 @@ PAGES = [
     "book/07_optimizers",
     "book/09_convolutions",
 ]
-PAGES_WITH_MATH = {
-    "book/01_backprop",
-    "book/02_activations",
-    "book/03_initializers",
-    "book/04_layers",
-    "book/07_optimizers",
-    "book/09_convolutions",
-}
+PAGES_WITH_MATH = set(PAGES) - {"book/intro"}
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 # The page's visible text without code (a code cell may legitimately contain TeX in a plot label).
 PROSE_TEXT = """() => {
