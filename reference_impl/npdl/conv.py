@@ -153,14 +153,6 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> np.ndarray:
     return dx.reshape(n, c, h, w)
 
 
-def _read_padding(offset: int, pad: int, size: int) -> slice:
-    """Output positions along one axis that read padding at kernel offset ``offset``, for a
-    stride-1 convolution whose output keeps the input's size."""
-    if offset < pad:
-        return slice(0, pad - offset)
-    return slice(max(0, size - (offset - pad)), size)  # empty when offset == pad
-
-
 def _same_size_input_grad(weight, g, x_shape, padding) -> np.ndarray:
     """dx of a stride-1 convolution whose output keeps the input's size (odd kernel, padding
     ``(k - 1) / 2``): the numbers of ``col2im(W^T g)``, computed faster.
@@ -178,10 +170,12 @@ def _same_size_input_grad(weight, g, x_shape, padding) -> np.ndarray:
     ph, pw = padding
     by_offset = weight.transpose(0, 2, 3, 1).reshape(c_out, kh * kw * c)  # columns (i, j, c)
     dcols = np.matmul(by_offset.T, g).reshape(n, kh, kw, c, h, w)
-    for i in range(kh):
-        dcols[:, i, :, :, _read_padding(i, ph, h), :] = 0.0
+    for i in range(kh):  # outside the rows `_inside` keeps, kernel row i read padding
+        _, inside = _inside(i, ph, 1, h, h)
+        dcols[:, i, :, :, : inside.start, :] = dcols[:, i, :, :, inside.stop :, :] = 0.0
     for j in range(kw):
-        dcols[:, :, j, :, :, _read_padding(j, pw, w)] = 0.0
+        _, inside = _inside(j, pw, 1, w, w)
+        dcols[:, :, j, :, :, : inside.start] = dcols[:, :, j, :, :, inside.stop :] = 0.0
     planes, size = dcols.reshape(n, kh, kw, c * h * w), c * h * w
     dx = planes[:, ph, pw].copy()  # the centre offset does not move
     for i in range(kh):
