@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from npdl.callbacks import Callback, StepSchedule
 from npdl.gradcheck import relative_error
+from npdl.layers import Dense
+from npdl.losses import MSE
+from npdl.models import Sequential
 from npdl.optimizers import SGD, Adam
 from npdl.schedules import (
     CosineAnnealingLR,
@@ -161,11 +165,6 @@ def test_base_class_needs_lr_at():
 
 # ------------------------------------------------ StepSchedule: schedules inside fit()
 def test_step_schedule_in_fit_follows_torchs_epoch_loop():
-    from npdl.callbacks import Callback, StepSchedule
-    from npdl.layers import Dense
-    from npdl.losses import MSE
-    from npdl.models import Sequential
-
     class RecordLR(Callback):  # the lr the epoch that just ended was trained with
         def __init__(self, optimizer):
             self.optimizer, self.lrs = optimizer, []
@@ -187,8 +186,6 @@ def test_step_schedule_in_fit_follows_torchs_epoch_loop():
 
 
 def test_step_schedule_passes_the_monitored_metric_to_reduce_on_plateau():
-    from npdl.callbacks import StepSchedule
-
     metrics = [1.0, 0.9, 0.95, 0.97, 0.99, 0.98, 0.5, 0.6, 0.7]
     make = {"patience": 1, "factor": 0.5}
     optimizer = SGD(lr=0.4)
@@ -203,8 +200,6 @@ def test_step_schedule_passes_the_monitored_metric_to_reduce_on_plateau():
 
 
 def test_step_schedule_errors_name_the_mismatch():
-    from npdl.callbacks import StepSchedule
-
     with pytest.raises(TypeError, match=r"expected a schedule with a step\(\) method.*float"):
         StepSchedule(0.1)
     with pytest.raises(ValueError, match=r"Plateau.step\(\) takes a metric.*monitor=None"):
